@@ -13,13 +13,23 @@
     def database():
         return db.ping()
 
-``GET /api/status`` then answers ``{"status": "OK", "database": true}``.
+``GET /api/status`` then answers ``{"status": "OK", "database": true}``, or
+``{"status": "FAIL", "database": false}`` with HTTP 503 if the check raises,
+returns ``False`` or outlasts its timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import copy
+import functools
 import inspect
 import json
+import logging
+import threading
+import time
+import traceback
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -45,12 +55,20 @@ A = TypeVar("A", bound=Authenticator)
 class FlaskStatus:
     """Serve the status of a Flask app as JSON at one URL.
 
-    :param app: the app to serve; or leave it out and call :meth:`init_app` later.
-    :param url: where to serve it. Default: config ``STATUS_URL``, else ``/api/status``.
+    Every setting left as ``None`` is read from the app's config key named
+    in brackets, which defaults to the value given.
+
+    :param app: the app to serve; or leave it out and call :meth:`init_app`.
+    :param url: where to serve it [``STATUS_URL``, ``"/api/status"``].
     :param message: the base payload: a dict, or a string that becomes
-        ``{"message": "..."}``. Default: config ``STATUS_MESSAGE``, else
-        ``{"status": "OK"}``.
+        ``{"message": "..."}`` [``STATUS_MESSAGE``, ``{"status": "OK"}``].
     :param authenticator: a view decorator that guards the route, as :meth:`auth`.
+    :param timeout: seconds a check may take, counted from the start of the
+        request [``STATUS_TIMEOUT``, ``0.8``].
+    :param cache: seconds a check's result is reused [``STATUS_CACHE``, ``0``].
+    :param show_errors: show why checks failed in the response
+        [``STATUS_SHOW_ERRORS``, ``False``].
+    :param workers: threads that may run checks at once [``STATUS_WORKERS``, ``8``].
 
     .. code-block:: python
 
@@ -68,9 +86,15 @@ class FlaskStatus:
         url: str | None = None,
         message: Message | None = None,
         authenticator: Authenticator | None = None,
+        *,
+        timeout: float | None = None,
+        cache: float | None = None,
+        show_errors: bool | None = None,
+        workers: int | None = None,
     ) -> None:
-        self._url = url
-        self._message = message
+        given = {"url": url, "message": message, "timeout": timeout, "cache": cache}
+        given.update(show_errors=show_errors, workers=workers)
+        self._given = {k: _SETTINGS[k][1](v) for k, v in given.items() if v is not None}
         self._fields: dict[str, _Field] = {}
         self._guarded: View = self._respond
         # Per-app state; weak keys, so the extension never keeps an app alive.
@@ -86,7 +110,8 @@ class FlaskStatus:
         """Register the status route on ``app``, reading its ``STATUS_*`` config.
 
         :param app: the app to serve. One instance may serve many apps.
-        :raises ValueError: if the URL or message is invalid, or the URL is taken.
+        :raises TypeError: if a config value is of the wrong kind.
+        :raises ValueError: if a config value is invalid, or the URL is taken.
         :raises RuntimeError: if this instance already serves ``app``.
         """
         if app in self._apps:
@@ -94,13 +119,13 @@ class FlaskStatus:
                 f"This FlaskStatus already serves {app!r}; create another"
                 " FlaskStatus to serve a second URL."
             )
-        app.config.setdefault("STATUS_URL", "/api/status")
-        app.config.setdefault("STATUS_MESSAGE", {"status": "OK"})
-        url = _url(self._url if self._url is not None else app.config["STATUS_URL"])
-        message = self._message
-        endpoint = _Endpoint(
-            _message(app.config["STATUS_MESSAGE"] if message is None else message)
-        )
+        settings = {}
+        for name, (default, check) in _SETTINGS.items():
+            key = f"STATUS_{name.upper()}"
+            app.config.setdefault(key, copy.copy(default))
+            given = name in self._given
+            settings[name] = self._given[name] if given else check(app.config[key])
+        url = settings.pop("url")
         served: dict[str, FlaskStatus] = app.extensions.setdefault("status", {})
         if url in served or any(rule.rule == url for rule in app.url_map.iter_rules()):
             raise ValueError(
@@ -109,23 +134,41 @@ class FlaskStatus:
             )
         app.add_url_rule(url, f"status:{url}", self._view, methods=["GET"])
         served[url] = self
-        self._apps[app] = endpoint
+        self._apps[app] = _Endpoint(**settings)
 
-    def add_field(self, key: str, value: Any) -> None:
-        """Add ``key`` to the payload: a static JSON value, or a callable run
-        on every request whose return value is shown.
+    def add_field(
+        self,
+        key: str,
+        value: Any,
+        *,
+        critical: bool = True,
+        timeout: float | None = None,
+        cache: float | None = None,
+    ) -> None:
+        """Add ``key`` to the payload: a static JSON value, or a check.
+
+        A check is a callable (``async def`` too) run on every request, in an
+        application context; its return value is shown. It fails when it
+        raises, returns ``False``, outlasts its timeout or returns something
+        JSON cannot encode: then its field shows ``false``, and the status
+        becomes ``"FAIL"`` (HTTP 503) if it is critical, else ``"WARN"``.
 
         :param key: the payload key; fields follow the message's keys in the
             order they were added.
         :param value: a JSON-encodable value, or a callable taking no arguments.
+        :param critical: a check whose failure fails the whole status.
+        :param timeout: seconds this check may take; default: the instance's.
+        :param cache: seconds this check's result is reused; default: the
+            instance's.
         :raises TypeError: if ``key`` is not a string, ``value`` is neither
             JSON-encodable nor callable, or the callable needs arguments.
-        :raises ValueError: if ``key`` is empty, reserved or already added.
+        :raises ValueError: if ``key`` is empty, reserved or already added,
+            or an option is out of range.
 
         .. code-block:: python
 
             status.add_field("version", "1.4.2")
-            status.add_field("database", check_database)
+            status.add_field("cache", ping_cache, critical=False, timeout=0.2)
         """
         if not isinstance(key, str):
             raise TypeError(f"A field key must be a string, not {key!r}.")
@@ -140,32 +183,52 @@ class FlaskStatus:
             )
         if callable(value):
             _needs_no_arguments(key, value)
+        elif (critical, timeout, cache) != (True, None, None):
+            raise TypeError(
+                f"critical, timeout and cache apply to checks, but field {key!r}"
+                f" is the static value {value!r}; pass a callable instead."
+            )
         else:
             _json_value(f"The value of field {key!r}", value)
-        self._fields[key] = _Field(value, callable(value))
+        self._fields[key] = _Field(
+            value,
+            callable(value),
+            _bool("critical", critical),
+            None if timeout is None else _timeout(timeout),
+            None if cache is None else _cache(cache),
+        )
 
     @overload
     def field(self, name: F) -> F: ...
 
     @overload
-    def field(self, name: str | None = None) -> Callable[[F], F]: ...
+    def field(
+        self,
+        name: str | None = None,
+        *,
+        critical: bool = True,
+        timeout: float | None = None,
+        cache: float | None = None,
+    ) -> Callable[[F], F]: ...
 
-    def field(self, name: str | F | None = None) -> F | Callable[[F], F]:
-        """Register the decorated function as a field, run on every request.
+    def field(self, name: str | F | None = None, **options: Any) -> Any:
+        """Register the decorated function as a check; see :meth:`add_field`.
 
         Used bare, the field takes the function's ``__name__``; the function
-        is returned unchanged. This is :meth:`add_field` as a decorator.
+        is returned unchanged.
 
         :param name: the payload key.
+        :param options: ``critical``, ``timeout`` and ``cache``, as for
+            :meth:`add_field`.
 
         .. code-block:: python
 
-            @status.field("database")
-            def database():
-                return db.ping()
+            @status.field("cache", critical=False, timeout=0.2)
+            async def cache():
+                return await redis.ping()
         """
         if callable(name):
-            return self.field()(name)
+            return self.field(**options)(name)
 
         def register(func: F) -> F:
             key = getattr(func, "__name__", None) if name is None else name
@@ -173,7 +236,7 @@ class FlaskStatus:
                 raise TypeError(
                     f"{func!r} has no __name__; name the field: @status.field('name')."
                 )
-            self.add_field(key, func)
+            self.add_field(key, func, **options)
             return func
 
         return register
@@ -181,10 +244,10 @@ class FlaskStatus:
     def auth(self, authenticator: A) -> A:
         """Guard the status route with ``authenticator``, a view decorator.
 
-        It runs before any field is computed, so its responses, including
-        ``abort(401)`` and ``abort(403)``, reach the client untouched. It may
-        be set after :meth:`init_app`; it is returned unchanged, so it can
-        guard other views too.
+        It runs before any check, so its responses, including ``abort(401)``
+        and ``abort(403)``, reach the client untouched. It may be set after
+        :meth:`init_app`; it is returned unchanged, so it can guard other
+        views too.
 
         :param authenticator: a callable that takes a view and returns a view.
         :raises TypeError: if it is not callable or does not return a callable.
@@ -213,28 +276,209 @@ class FlaskStatus:
         return self._guarded()
 
     def _respond(self) -> Response:
-        endpoint = self._apps[current_app._get_current_object()]  # type: ignore[attr-defined]
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        endpoint = self._apps[app]
+        outcomes = endpoint.check(app, self._fields)
+        failed = [self._fields[k].critical for k, o in outcomes.items() if not o.ok]
+        state = "FAIL" if any(failed) else "WARN" if failed else "OK"
         payload = dict(endpoint.message)
         for key, field in self._fields.items():
-            payload[key] = field.value() if field.check else field.value
-        return current_app.response_class(
+            payload[key] = outcomes[key].value if field.check else field.value
+        if state != "OK" and "status" in payload:
+            payload["status"] = state
+        if endpoint.show_errors and failed:
+            payload["errors"] = {k: o.reason for k, o in outcomes.items() if not o.ok}
+        return app.response_class(  # type: ignore[no-any-return]
             json.dumps(payload, separators=(",", ":")),
+            503 if state == "FAIL" else 200,
             mimetype="application/json",
         )
 
 
-_RESERVED = frozenset({"status"})
+_RESERVED = frozenset({"status", "errors"})
+_SPREAD_AFTER = 0.001  # seconds before the checks of a request get more workers
 
 
 class _Field(NamedTuple):
-    value: Any
+    value: Any  # the static value, or the check
     check: bool
+    critical: bool = True
+    timeout: float | None = None
+    cache: float | None = None
 
 
-class _Endpoint(NamedTuple):
-    """What one FlaskStatus serves on one app."""
+class _Outcome(NamedTuple):
+    """What one run of a check came to."""
 
-    message: dict[str, Any]
+    ok: bool
+    value: Any  # shown in the payload: the check's result, or False
+    reason: str | None = None  # why it failed
+    at: float = 0.0  # when, in seconds since the epoch
+
+
+class _Run:
+    """One call of a check, which any number of requests may wait for."""
+
+    __slots__ = ("done", "expires", "late", "outcome")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.expires = 0.0  # monotonic time from which the outcome is stale
+        self.late = False  # a request has logged that it timed out
+        self.outcome = _Outcome(False, False, "did not finish")
+
+
+class _Endpoint:
+    """What one FlaskStatus serves on one app: its settings and its runs."""
+
+    def __init__(
+        self,
+        message: dict[str, Any],
+        timeout: float,
+        cache: float,
+        show_errors: bool,
+        workers: int,
+    ) -> None:
+        self.message = message
+        self.timeout = timeout
+        self.cache = cache
+        self.show_errors = show_errors
+        self._pool = _Pool(workers)
+        self._runs: dict[str, _Run] = {}  # the latest run of each check
+        self._lock = threading.Lock()
+
+    def check(self, app: Flask, fields: dict[str, _Field]) -> dict[str, _Outcome]:
+        """Run the checks among ``fields`` at once, each joining a run already
+        under way or still fresh, and wait for each until its deadline."""
+        start = time.monotonic()
+        runs: dict[str, _Run] = {}
+        new: list[tuple[Flask, Callable[[], None]]] = []
+        with self._lock:
+            for key, field in fields.items():
+                if not field.check:
+                    continue
+                run = self._runs.get(key)
+                if run is None or (run.done.is_set() and run.expires <= start):
+                    run = self._runs[key] = _Run()
+                    cache = self.cache if field.cache is None else field.cache
+                    new.append((app, functools.partial(_call, run, key, field, cache)))
+                runs[key] = run
+        if new:
+            self._pool.submit(new)
+        outcomes = {}
+        spread = bool(new)
+        for key, run in runs.items():
+            timeout = fields[key].timeout or self.timeout  # never 0
+            if spread and not run.done.wait(_SPREAD_AFTER):
+                self._pool.spread()
+            spread = False
+            if run.done.wait(max(0.0, start + timeout - time.monotonic())):
+                outcomes[key] = run.outcome
+                continue
+            reason = f"timed out after {float(timeout)} s"
+            outcomes[key] = _Outcome(False, False, reason, time.time())
+            if not run.late:
+                run.late = True
+                _log(key, fields[key].critical, reason + "; it is still running")
+        return outcomes
+
+
+class _Pool:
+    """Daemon threads that run tasks, each batch in one application context.
+
+    A submission wakes one worker, which drains quick tasks alone: a thread
+    wake-up costs about as much as a small request. :meth:`spread` wakes a
+    worker for each task still queued, for when one is slow. Daemon threads
+    never hold up the interpreter's exit, as a hung check in a
+    ``concurrent.futures`` pool would.
+    """
+
+    idle = 60.0  # seconds a worker waits for a task before it exits
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._tasks: collections.deque[tuple[Flask, Callable[[], None]]] = (
+            collections.deque()
+        )
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting = 0  # workers waiting for a task
+        self._threads = 0  # workers alive
+
+    def submit(self, tasks: list[tuple[Flask, Callable[[], None]]]) -> None:
+        with self._cond:
+            self._tasks.extend(tasks)
+            self._wake(1)
+
+    def spread(self) -> None:
+        with self._cond:
+            self._wake(len(self._tasks))
+
+    def _wake(self, count: int) -> None:  # with self._cond held
+        idle = min(count, self._waiting)
+        self._cond.notify(idle)
+        for _ in range(min(count - idle, self._size - self._threads)):
+            self._threads += 1
+            worker = threading.Thread(target=self._work, name="flask-status")
+            worker.daemon = True
+            worker.start()
+
+    def _work(self) -> None:
+        task = self._next(wait=True)
+        while task is not None:
+            with task[0].app_context():  # one context for each batch of tasks
+                while task is not None:
+                    task[1]()
+                    task = self._next(wait=False)
+            task = self._next(wait=True)
+
+    def _next(self, wait: bool) -> tuple[Flask, Callable[[], None]] | None:
+        with self._cond:
+            while wait and not self._tasks:
+                self._waiting += 1
+                woken = self._cond.wait(self.idle)
+                self._waiting -= 1
+                if not woken and not self._tasks:
+                    self._threads -= 1
+                    return None
+            if not self._tasks:
+                return None
+            return self._tasks.popleft()
+
+
+def _call(run: _Run, key: str, field: _Field, cache: float) -> None:
+    """Run a check in a worker and settle its run, however the call ends."""
+    try:
+        value = field.value()
+        if inspect.iscoroutine(value):
+            value = asyncio.run(value)
+        run.outcome = _judge(value)
+        if not run.outcome.ok:
+            _log(key, field.critical, str(run.outcome.reason))
+    except BaseException as error:  # SystemExit too: a run must always settle
+        reason = traceback.format_exception_only(type(error), error)[-1].strip()
+        run.outcome = _Outcome(False, False, reason, time.time())
+        _log(key, field.critical, reason, error)
+    finally:  # logged first, so a response never comes before its log record
+        run.expires = time.monotonic() + cache
+        run.done.set()
+
+
+def _judge(value: Any) -> _Outcome:
+    if value is False:
+        return _Outcome(False, False, "returned False", time.time())
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        reason = f"returned a {type(value).__name__} object that JSON cannot encode"
+        return _Outcome(False, False, reason, time.time())
+    return _Outcome(True, value, None, time.time())
+
+
+def _log(
+    key: str, critical: bool, reason: str, error: BaseException | None = None
+) -> None:
+    level = logging.ERROR if critical else logging.WARNING
+    current_app.logger.log(level, "Check %r failed: %s", key, reason, exc_info=error)
 
 
 def _url(url: object) -> str:
@@ -258,6 +502,50 @@ def _message(message: object) -> dict[str, Any]:
         )
     _json_value("The status message", message)
     return dict(message)
+
+
+def _seconds(name: str, value: object, least: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"The {name} must be a number of seconds, not {value!r}.")
+    if not 0 <= value < float("inf") or (value == 0 and least == "above"):
+        raise ValueError(
+            f"The {name} {value!r} is out of range; give a finite number of"
+            f" seconds {least} 0."
+        )
+    return float(value)
+
+
+def _timeout(value: object) -> float:
+    return _seconds("timeout", value, "above")
+
+
+def _cache(value: object) -> float:
+    return _seconds("cache", value, "from")
+
+
+def _workers(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"The number of workers must be an int, not {value!r}.")
+    if value < 1:
+        raise ValueError(f"The number of workers {value!r} must be 1 or more.")
+    return value
+
+
+def _bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"The {name} option must be True or False, not {value!r}.")
+    return value
+
+
+# Each setting: its default, and the function that checks and normalises it.
+_SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
+    "url": ("/api/status", _url),
+    "message": ({"status": "OK"}, _message),
+    "timeout": (0.8, _timeout),
+    "cache": (0.0, _cache),
+    "show_errors": (False, lambda value: _bool("show_errors", value)),
+    "workers": (8, _workers),
+}
 
 
 def _json_value(what: str, value: object) -> None:
