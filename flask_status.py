@@ -15,7 +15,8 @@
 
 ``GET /api/status`` then answers ``{"status": "OK", "database": true}``, or
 ``{"status": "FAIL", "database": false}`` with HTTP 503 if the check raises,
-returns ``False`` or outlasts its timeout.
+returns ``False`` or outlasts its timeout. ``flask status`` runs the same
+checks from the command line.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
+import datetime
 import functools
 import inspect
 import json
@@ -38,9 +40,12 @@ from typing import TypeVar
 from typing import Union
 from typing import overload
 
+import click
 from flask import Flask
 from flask import Response
 from flask import current_app
+from flask import request
+from flask.cli import with_appcontext
 
 __version__ = "2.0.0"
 __all__ = ["FlaskStatus"]
@@ -132,7 +137,14 @@ class FlaskStatus:
                 f"The URL {url!r} is already routed on {app!r}; give this"
                 " FlaskStatus another url."
             )
-        app.add_url_rule(url, f"status:{url}", self._view, methods=["GET"])
+        app.add_url_rule(
+            url,
+            f"status:{url}",
+            self._view,
+            methods=["GET"],  # and HEAD; anything else is 405, OPTIONS too
+            provide_automatic_options=False,
+        )
+        app.cli.add_command(_status_command)
         served[url] = self
         self._apps[app] = _Endpoint(**settings)
 
@@ -277,25 +289,45 @@ class FlaskStatus:
 
     def _respond(self) -> Response:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
+        health = "health+json" in request.headers.get("Accept", "") and (
+            request.accept_mimetypes.best_match(_MIMETYPES) == _MIMETYPES[1]
+        )
+        code, body = self._report(app, health)
+        return app.response_class(  # type: ignore[no-any-return]
+            body, code, {"Cache-Control": "no-store"}, _MIMETYPES[health]
+        )
+
+    def _report(self, app: Flask, health: bool = False) -> tuple[int, str]:
+        """Run the checks for ``app``: the HTTP code and the JSON body, in
+        the 1.0 format or, with ``health``, in application/health+json."""
         endpoint = self._apps[app]
         outcomes = endpoint.check(app, self._fields)
         failed = [self._fields[k].critical for k, o in outcomes.items() if not o.ok]
         state = "FAIL" if any(failed) else "WARN" if failed else "OK"
         payload = dict(endpoint.message)
         for key, field in self._fields.items():
-            payload[key] = outcomes[key].value if field.check else field.value
-        if state != "OK" and "status" in payload:
+            if not field.check:
+                payload[key] = field.value
+            elif health:
+                payload.setdefault("checks", {})[key] = [
+                    _health_check(outcomes[key], field.critical, endpoint.show_errors)
+                ]
+            else:
+                payload[key] = outcomes[key].value
+        if health:
+            payload["status"] = _HEALTH[state]
+        elif state != "OK" and "status" in payload:
             payload["status"] = state
-        if endpoint.show_errors and failed:
+        if endpoint.show_errors and failed and not health:
             payload["errors"] = {k: o.reason for k, o in outcomes.items() if not o.ok}
-        return app.response_class(  # type: ignore[no-any-return]
-            json.dumps(payload, separators=(",", ":")),
-            503 if state == "FAIL" else 200,
-            mimetype="application/json",
+        return 503 if state == "FAIL" else 200, json.dumps(
+            payload, separators=(",", ":")
         )
 
 
-_RESERVED = frozenset({"status", "errors"})
+_RESERVED = frozenset({"status", "errors", "checks"})
+_MIMETYPES = ("application/json", "application/health+json")
+_HEALTH = {"OK": "pass", "WARN": "warn", "FAIL": "fail"}
 _SPREAD_AFTER = 0.001  # seconds before the checks of a request get more workers
 
 
@@ -461,6 +493,50 @@ def _call(run: _Run, key: str, field: _Field, cache: float) -> None:
     finally:  # logged first, so a response never comes before its log record
         run.expires = time.monotonic() + cache
         run.done.set()
+
+
+def _health_check(outcome: _Outcome, critical: bool, show_errors: bool) -> Any:
+    """One entry of a health+json ``checks`` object, as in the IETF draft
+    draft-inadarei-api-health-check-06."""
+    entry = {
+        "status": "pass" if outcome.ok else "fail" if critical else "warn",
+        "observedValue": outcome.value,
+        "time": datetime.datetime.fromtimestamp(outcome.at, datetime.timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z"),
+    }
+    if show_errors and not outcome.ok:
+        entry["output"] = outcome.reason
+    return entry
+
+
+@click.command("status")
+@click.option("--url", help="Run only the endpoint at this URL, such as /readyz.")
+@with_appcontext
+def _status_command(url: str | None) -> None:
+    """Run the app's status checks and print each endpoint's payload.
+
+    Exits 0 when every endpoint is OK or WARN, and 1 when one is FAIL, so that
+    a container can use: HEALTHCHECK CMD flask --app main status
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    served: dict[str, FlaskStatus] = app.extensions["status"]
+    if url is not None:
+        url = url if url.startswith("/") else f"/{url}"
+        if url not in served:
+            raise click.BadParameter(
+                f"{url!r} is not served by flask-status; choose one of"
+                f" {', '.join(map(repr, served))}.",
+                param_hint="--url",
+            )
+        served = {url: served[url]}
+    failed = False
+    for path, status in served.items():
+        code, body = status._report(app)
+        click.echo(f"{path} {body}")
+        failed = failed or code >= 500
+    if failed:
+        raise SystemExit(1)
 
 
 def _judge(value: Any) -> _Outcome:

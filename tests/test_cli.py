@@ -1,0 +1,92 @@
+"""``flask status``: the checks from the command line, for HEALTHCHECK."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flask import Flask
+
+from flask_status import FlaskStatus
+
+
+def test_ok_prints_payload_and_exits_0(app: Flask) -> None:
+    FlaskStatus(app).add_field("db", lambda: True)
+    result = app.test_cli_runner().invoke(args=["status"])
+    assert (result.exit_code, result.output) == (
+        0,
+        '/api/status {"status":"OK","db":true}\n',
+    )
+
+
+def test_warn_exits_0_and_fail_exits_1(app: Flask) -> None:
+    status = FlaskStatus(app)
+    status.add_field("cache", lambda: False, critical=False)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["status"]).exit_code == 0
+    status.add_field("db", lambda: False)
+    result = runner.invoke(args=["status"])
+    assert (result.exit_code, result.output) == (
+        1,
+        '/api/status {"status":"FAIL","cache":false,"db":false}\n',
+    )
+
+
+def test_several_instances_and_url(app: Flask) -> None:
+    FlaskStatus(app, url="/livez")
+    FlaskStatus(app, url="/readyz").add_field("db", lambda: False)
+    runner = app.test_cli_runner()
+    everything = runner.invoke(args=["status"])
+    assert (everything.exit_code, everything.output) == (
+        1,
+        '/livez {"status":"OK"}\n/readyz {"status":"FAIL","db":false}\n',
+    )
+    livez = runner.invoke(args=["status", "--url", "livez"])
+    assert (livez.exit_code, livez.output) == (0, '/livez {"status":"OK"}\n')
+    readyz = runner.invoke(args=["status", "--url", "/readyz"])
+    assert readyz.exit_code == 1
+
+
+def test_unknown_url_is_a_usage_error(app: Flask) -> None:
+    FlaskStatus(app, url="/livez")
+    result = app.test_cli_runner().invoke(args=["status", "--url", "/nope"])
+    assert result.exit_code == 2
+    assert (
+        "Invalid value for --url: '/nope' is not served by flask-status; choose"
+        " one of '/livez'." in result.output
+    )
+
+
+def test_cli_skips_the_authenticator(app: Flask) -> None:
+    FlaskStatus(app, authenticator=lambda view: lambda: ("no", 401))
+    result = app.test_cli_runner().invoke(args=["status"])
+    assert (result.exit_code, result.output) == (0, '/api/status {"status":"OK"}\n')
+
+
+def test_real_process_with_a_hung_check_exits_on_time(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text(
+        "import threading\n"
+        "from flask import Flask\n"
+        "from flask_status import FlaskStatus\n"
+        "app = Flask(__name__)\n"
+        "status = FlaskStatus(app, timeout=0.3)\n"
+        "status.add_field('hung', threading.Event().wait)\n"
+        "status.add_field('fine', lambda: True)\n"
+    )
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "main", "status"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    elapsed = time.monotonic() - start
+    assert (result.returncode, result.stdout) == (
+        1,
+        '/api/status {"status":"FAIL","hung":false,"fine":true}\n',
+    )
+    assert "Check 'hung' failed: timed out after 0.3 s" in result.stderr
+    assert elapsed < 10  # a joined pool would wait for the hung check forever

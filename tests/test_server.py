@@ -1,0 +1,188 @@
+"""examples/probes.py under a real gunicorn on 127.0.0.1, over real HTTP, with a
+real SQLite database and a real TCP listener standing in for the cache."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, port: int, database: Path, cache: socket.socket) -> None:
+        self.port, self.database, self.cache = port, database, cache
+
+    def request(
+        self, path: str, method: str = "GET", headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, path, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def get(self, path: str, **headers: str) -> tuple[int, Any]:
+        code, _, body = self.request(path, headers=headers)
+        return code, json.loads(body) if body.startswith(b"{") else body
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    pytest.importorskip("gunicorn")
+    folder = tmp_path_factory.mktemp("server")
+    cache = socket.socket()
+    cache.bind(("127.0.0.1", 0))
+    cache.listen(256)
+    port = free_port()
+    env = dict(
+        os.environ,
+        PROBES_DATABASE=str(folder / "app.sqlite3"),
+        PROBES_CACHE=f"127.0.0.1:{cache.getsockname()[1]}",
+        PROBES_TOKEN="s3cret",
+    )
+    command = [sys.executable, "-m", "gunicorn", "--chdir", str(EXAMPLES)]
+    command += ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "16"]
+    process = subprocess.Popen(
+        [*command, "probes:app"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = Server(port, folder / "app.sqlite3", cache)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, "gunicorn exited"
+            try:
+                if server.get("/livez")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "gunicorn did not come up"
+            time.sleep(0.1)
+        yield server
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+        cache.close()
+
+
+AUTH = {"X-Status-Token": "s3cret"}
+
+
+def test_passing(server: Server) -> None:
+    assert server.get("/livez") == (200, {"status": "OK"})
+    assert server.get("/readyz") == (
+        200,
+        {"status": "OK", "database": True, "cache": True},
+    )
+
+
+def test_head_and_405(server: Server) -> None:
+    code, headers, body = server.request("/readyz", method="HEAD")
+    assert (code, body, headers["Cache-Control"]) == (200, b"", "no-store")
+    for method in ("POST", "DELETE", "OPTIONS"):
+        assert server.request("/readyz", method=method)[0] == 405
+
+
+def test_authenticated_route(server: Server) -> None:
+    assert server.get("/api/status")[0] == 401
+    assert server.get("/api/status", **{"X-Status-Token": "wrong"})[0] == 401
+    assert server.get("/api/status", **AUTH) == (
+        200,
+        {"status": "OK", "database": True, "cache": True},
+    )
+
+
+def test_health_json_over_http(server: Server) -> None:
+    code, headers, body = server.request(
+        "/readyz", headers={"Accept": "application/health+json"}
+    )
+    assert (code, headers["Content-Type"]) == (200, "application/health+json")
+    assert json.loads(body)["status"] == "pass"
+
+
+def test_two_hundred_concurrent_requests(server: Server) -> None:
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            for _ in range(10):
+                results.append(server.get("/readyz")[0])
+        except BaseException as error:  # counted, not lost in the thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=client) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert results == [200] * 200
+
+
+def test_locked_database_times_out_within_its_deadline(server: Server) -> None:
+    holder = sqlite3.connect(server.database, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        start = time.monotonic()
+        code, body = server.get("/api/status", **AUTH)
+        elapsed = time.monotonic() - start
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert (code, body) == (
+        503,
+        {
+            "status": "FAIL",
+            "database": False,
+            "cache": True,
+            "errors": {"database": "timed out after 0.5 s"},
+        },
+    )
+    assert elapsed < 2  # the 0.5 s deadline, not sqlite's 5 s lock wait
+
+
+def test_warn_without_the_cache(server: Server) -> None:
+    server.cache.close()  # connections to its port are now refused
+    code, body = server.get("/api/status", **AUTH)
+    assert code == 200
+    assert body["status"] == "WARN"
+    assert body["cache"] is False
+    assert body["errors"]["cache"].startswith("ConnectionRefusedError: ")
+
+
+def test_fail_without_the_database(server: Server) -> None:
+    server.database.unlink()
+    assert server.get("/readyz") == (
+        503,
+        {"status": "FAIL", "database": False, "cache": False},
+    )
+    assert server.get("/livez") == (200, {"status": "OK"})
