@@ -97,8 +97,14 @@ class FlaskStatus:
         show_errors: bool | None = None,
         workers: int | None = None,
     ) -> None:
-        given = {"url": url, "message": message, "timeout": timeout, "cache": cache}
-        given.update(show_errors=show_errors, workers=workers)
+        given = dict(
+            url=url,
+            message=message,
+            timeout=timeout,
+            cache=cache,
+            show_errors=show_errors,
+            workers=workers,
+        )
         self._given = {k: _SETTINGS[k][1](v) for k, v in given.items() if v is not None}
         self._fields: dict[str, _Field] = {}
         self._guarded: View = self._respond
@@ -320,15 +326,14 @@ class FlaskStatus:
             payload["status"] = state
         if endpoint.show_errors and failed and not health:
             payload["errors"] = {k: o.reason for k, o in outcomes.items() if not o.ok}
-        return 503 if state == "FAIL" else 200, json.dumps(
-            payload, separators=(",", ":")
-        )
+        body = json.dumps(payload, separators=(",", ":"))
+        return (503 if state == "FAIL" else 200), body
 
 
 _RESERVED = frozenset({"status", "errors", "checks"})
 _MIMETYPES = ("application/json", "application/health+json")
 _HEALTH = {"OK": "pass", "WARN": "warn", "FAIL": "fail"}
-_SPREAD_AFTER = 0.001  # seconds before the checks of a request get more workers
+_SPREAD_AFTER = 0.001  # seconds a request waits before queued checks get workers
 
 
 class _Field(NamedTuple):
@@ -398,13 +403,16 @@ class _Endpoint:
         if new:
             self._pool.submit(new)
         outcomes = {}
-        spread = bool(new)
         for key, run in runs.items():
             timeout = fields[key].timeout or self.timeout  # never 0
-            if spread and not run.done.wait(_SPREAD_AFTER):
+            deadline = start + timeout
+            done = run.done.is_set() or run.done.wait(
+                max(0.0, min(_SPREAD_AFTER, deadline - time.monotonic()))
+            )
+            if not done:  # a slow check: the queued ones get workers of their own
                 self._pool.spread()
-            spread = False
-            if run.done.wait(max(0.0, start + timeout - time.monotonic())):
+                done = run.done.wait(max(0.0, deadline - time.monotonic()))
+            if done:
                 outcomes[key] = run.outcome
                 continue
             reason = f"timed out after {float(timeout)} s"

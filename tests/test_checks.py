@@ -229,6 +229,20 @@ def test_checks_of_a_request_run_concurrently(app: Flask, client: FlaskClient) -
     assert get(client) == (200, {"status": "OK", **{f"c{n}": True for n in range(5)}})
 
 
+def test_checks_behind_a_slow_one_get_their_own_worker(
+    app: Flask, client: FlaskClient
+) -> None:
+    barrier = threading.Barrier(2, timeout=2)
+    status = FlaskStatus(app, timeout=3)
+    status.add_field("quick", lambda: True)
+    status.add_field("slow", lambda: barrier.wait() >= 0)  # needs "behind" to run
+    status.add_field("behind", lambda: barrier.wait() >= 0)
+    assert get(client) == (
+        200,
+        {"status": "OK", "quick": True, "slow": True, "behind": True},
+    )
+
+
 def test_concurrent_requests_share_one_run(
     app: Flask, release: threading.Event
 ) -> None:
