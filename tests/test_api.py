@@ -375,3 +375,19 @@ def test_bad_message_kinds(app: Flask, message: Any) -> None:
 def test_message_must_be_json(app: Flask) -> None:
     with pytest.raises(TypeError, match=r"^The status message \{'when': <object"):
         FlaskStatus(app, message={"when": object()})
+
+
+def test_argument_beats_config_beats_default() -> None:
+    app = Flask(__name__)
+    app.config.update(STATUS_URL="/from-config", STATUS_MESSAGE="configured")
+    FlaskStatus(app)
+    FlaskStatus(app, url="/from-argument", message={"status": "argued"})
+    bare = Flask(__name__)
+    FlaskStatus(bare)
+    client = app.test_client()
+    assert client.get("/from-config").get_json() == {"message": "configured"}
+    assert client.get("/from-argument").get_json() == {"status": "argued"}
+    assert bare.test_client().get("/api/status").get_json() == {"status": "OK"}
+    assert bare.config["STATUS_URL"] == "/api/status"
+    assert bare.config["STATUS_TIMEOUT"] == 0.8
+    assert list(app.extensions["status"]) == ["/from-config", "/from-argument"]
