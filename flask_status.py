@@ -437,6 +437,8 @@ class _Pool:
 
     def __init__(self, size: int) -> None:
         self._size = size
+        # Each task carries its app: the pool lives in the app's weakly keyed
+        # state, so holding the app itself would keep that app alive.
         self._tasks: collections.deque[tuple[Flask, Callable[[], None]]] = (
             collections.deque()
         )
@@ -465,10 +467,15 @@ class _Pool:
     def _work(self) -> None:
         task = self._next(wait=True)
         while task is not None:
-            with task[0].app_context():  # one context for each batch of tasks
-                while task is not None:
-                    task[1]()
-                    task = self._next(wait=False)
+            app = task[0]
+            try:
+                with app.app_context():  # one context for each batch of tasks
+                    while task is not None:
+                        task[1]()
+                        task = self._next(wait=False)
+            except Exception:  # the app's teardown hooks; the worker lives on
+                msg = "The application context of a status check failed to close."
+                app.logger.exception(msg)
             task = self._next(wait=True)
 
     def _next(self, wait: bool) -> tuple[Flask, Callable[[], None]] | None:

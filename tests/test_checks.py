@@ -429,6 +429,23 @@ def test_idle_workers_go_away(
     assert workers() - before == set()
 
 
+def test_failing_teardown_does_not_kill_workers(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.teardown_appcontext
+    def broken_teardown(error: BaseException | None) -> None:
+        if threading.current_thread().name == "flask-status":  # not the request's
+            raise RuntimeError("session cleanup failed")
+
+    FlaskStatus(app, workers=1).add_field("db", lambda: True)
+    for _ in range(3):  # each request needs the single worker alive
+        assert get(client) == (200, {"status": "OK", "db": True})
+    assert any(
+        r.getMessage() == "The application context of a status check failed to close."
+        for r in caplog.records
+    )
+
+
 def test_no_callables_uses_no_worker(app: Flask, client: FlaskClient) -> None:
     before = workers()
     FlaskStatus(app).add_field("version", "1.0")
