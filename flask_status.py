@@ -150,7 +150,8 @@ class FlaskStatus:
             methods=["GET"],  # and HEAD; anything else is 405, OPTIONS too
             provide_automatic_options=False,
         )
-        app.cli.add_command(_status_command)
+        if "status" not in app.cli.commands:  # the app's own command stays
+            app.cli.add_command(_status_command)
         served[url] = self
         self._apps[app] = _Endpoint(**settings)
 
@@ -537,7 +538,10 @@ def _status_command(url: str | None) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     served: dict[str, FlaskStatus] = app.extensions["status"]
     if url is not None:
-        url = url if url.startswith("/") else f"/{url}"
+        try:
+            url = _url(url)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--url") from None
         if url not in served:
             raise click.BadParameter(
                 f"{url!r} is not served by flask-status; choose one of"

@@ -90,3 +90,20 @@ def test_real_process_with_a_hung_check_exits_on_time(tmp_path: Path) -> None:
     )
     assert "Check 'hung' failed: timed out after 0.3 s" in result.stderr
     assert elapsed < 10  # a joined pool would wait for the hung check forever
+
+
+def test_apps_own_status_command_is_left_alone(app: Flask) -> None:
+    @app.cli.command("status")
+    def status() -> None:
+        print("the app's own")
+
+    FlaskStatus(app)
+    result = app.test_cli_runner().invoke(args=["status"])
+    assert (result.exit_code, result.output) == (0, "the app's own\n")
+
+
+def test_blank_url_is_a_usage_error(app: Flask) -> None:
+    FlaskStatus(app)
+    result = app.test_cli_runner().invoke(args=["status", "--url", " "])
+    assert result.exit_code == 2
+    assert "Invalid value for --url: The status URL ' ' is empty" in result.output
