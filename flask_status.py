@@ -209,13 +209,15 @@ class FlaskStatus:
             )
         else:
             _json_value(f"The value of field {key!r}", value)
-        self._fields[key] = _Field(
+        field = _Field(
             value,
             callable(value),
             _bool("critical", critical),
             None if timeout is None else _timeout(timeout),
             None if cache is None else _cache(cache),
         )
+        # A new dict, not an update: requests under way keep the one they read.
+        self._fields = {**self._fields, key: field}
 
     @overload
     def field(self, name: F) -> F: ...
@@ -307,12 +309,12 @@ class FlaskStatus:
     def _report(self, app: Flask, health: bool = False) -> tuple[int, str]:
         """Run the checks for ``app``: the HTTP code and the JSON body, in
         the 1.0 format or, with ``health``, in application/health+json."""
-        endpoint = self._apps[app]
-        outcomes = endpoint.check(app, self._fields)
-        failed = [self._fields[k].critical for k, o in outcomes.items() if not o.ok]
+        endpoint, fields = self._apps[app], self._fields
+        outcomes = endpoint.check(app, fields)
+        failed = [fields[k].critical for k, o in outcomes.items() if not o.ok]
         state = "FAIL" if any(failed) else "WARN" if failed else "OK"
         payload = dict(endpoint.message)
-        for key, field in self._fields.items():
+        for key, field in fields.items():
             if not field.check:
                 payload[key] = field.value
             elif health:
@@ -420,7 +422,7 @@ class _Endpoint:
             outcomes[key] = _Outcome(False, False, reason, time.time())
             if not run.late:
                 run.late = True
-                _log(key, fields[key].critical, reason + "; it is still running")
+                _log(key, fields[key].critical, reason + "; it has not returned yet")
         return outcomes
 
 

@@ -183,7 +183,7 @@ def test_timeout_answers_while_check_hangs(
     assert not release.is_set()  # the response did not wait for the check
     messages = [r.getMessage() for r in caplog.records if r.name == app.name]
     assert messages == [
-        "Check 'hung' failed: timed out after 0.05 s; it is still running"
+        "Check 'hung' failed: timed out after 0.05 s; it has not returned yet"
     ]
 
 
@@ -444,6 +444,23 @@ def test_failing_teardown_does_not_kill_workers(
         r.getMessage() == "The application context of a status check failed to close."
         for r in caplog.records
     )
+
+
+def test_field_added_during_a_request_waits_for_the_next(
+    app: Flask, client: FlaskClient
+) -> None:
+    status = FlaskStatus(app)
+    added: list[bool] = []
+
+    @status.field
+    def registers() -> bool:  # runs while its request waits for it
+        if not added:
+            added.append(True)
+            status.add_field("late", lambda: "here")
+        return True
+
+    assert get(client) == (200, {"status": "OK", "registers": True})
+    assert get(client) == (200, {"status": "OK", "registers": True, "late": "here"})
 
 
 def test_no_callables_uses_no_worker(app: Flask, client: FlaskClient) -> None:
