@@ -48,7 +48,7 @@ def test_module_metadata() -> None:
 def _build(kind: str, out: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     buildapi = pytest.importorskip("flit_core.buildapi")
     monkeypatch.chdir(ROOT)
-    return out / getattr(buildapi, f"build_{kind}")(str(out))
+    return out / str(getattr(buildapi, f"build_{kind}")(str(out)))
 
 
 def test_wheel_holds_only_the_module(
