@@ -211,7 +211,6 @@ class FlaskStatus:
             _json_value(f"The value of field {key!r}", value)
         field = _Field(
             value,
-            callable(value),
             _bool("critical", critical),
             None if timeout is None else _timeout(timeout),
             None if cache is None else _cache(cache),
@@ -341,10 +340,13 @@ _SPREAD_AFTER = 0.001  # seconds a request waits before queued checks get worker
 
 class _Field(NamedTuple):
     value: Any  # the static value, or the check
-    check: bool
     critical: bool = True
     timeout: float | None = None
     cache: float | None = None
+
+    @property
+    def check(self) -> bool:
+        return callable(self.value)
 
 
 class _Outcome(NamedTuple):
@@ -391,7 +393,7 @@ class _Endpoint:
         """Run the checks among ``fields`` at once, each joining a run already
         under way or still fresh, and wait for each until its deadline."""
         start = time.monotonic()
-        runs: dict[str, _Run] = {}
+        runs: dict[str, tuple[_Field, _Run]] = {}
         new: list[tuple[Flask, Callable[[], None]]] = []
         with self._lock:
             for key, field in fields.items():
@@ -402,12 +404,12 @@ class _Endpoint:
                     run = self._runs[key] = _Run()
                     cache = self.cache if field.cache is None else field.cache
                     new.append((app, functools.partial(_call, run, key, field, cache)))
-                runs[key] = run
+                runs[key] = field, run
         if new:
             self._pool.submit(new)
         outcomes = {}
-        for key, run in runs.items():
-            timeout = fields[key].timeout or self.timeout  # never 0
+        for key, (field, run) in runs.items():
+            timeout = field.timeout or self.timeout  # never 0
             deadline = start + timeout
             done = run.done.is_set() or run.done.wait(
                 max(0.0, min(_SPREAD_AFTER, deadline - time.monotonic()))
@@ -422,7 +424,7 @@ class _Endpoint:
             outcomes[key] = _Outcome(False, False, reason, time.time())
             if not run.late:
                 run.late = True
-                _log(key, fields[key].critical, reason + "; it has not returned yet")
+                _log(key, field.critical, reason + "; it has not returned yet")
         return outcomes
 
 
@@ -561,14 +563,12 @@ def _status_command(url: str | None) -> None:
 
 
 def _judge(value: Any) -> _Outcome:
-    if value is False:
-        return _Outcome(False, False, "returned False", time.time())
+    reason = "returned False" if value is False else None
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
         reason = f"returned a {type(value).__name__} object that JSON cannot encode"
-        return _Outcome(False, False, reason, time.time())
-    return _Outcome(True, value, None, time.time())
+    return _Outcome(reason is None, False if reason else value, reason, time.time())
 
 
 def _log(
