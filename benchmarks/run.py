@@ -1,24 +1,48 @@
 """Benchmarks for flask-status, as ratios against bare Flask routes in this run.
 
-    python benchmarks/run.py            # the full run, about a minute
-    python benchmarks/run.py --quick    # a smoke run, a few seconds
+    python benchmarks/run.py            # the full run, about two minutes
+    python benchmarks/run.py --quick    # a smoke run, about fifteen seconds
 
-Each pair of routes is measured in this process, interleaved round by round,
+Each set of routes is measured in this process, interleaved round by round,
 and a ratio is the median time of one over the median time of the other, so
 the machine's speed and noise cancel out as far as they can.
+
+Three baselines:
+
+- bare: a Flask route that builds the same payload with ``jsonify`` and calls
+  the checks inline. Nothing that calls checks inline can time out a hung one.
+- the floor: the least any design that can time out a hung check must pay. The
+  route hands its checks in one batch to one long-lived thread (which runs them
+  in an application context), then waits once, with a deadline.
+- bare static: for scheduled checks, which cost nothing per request, a route
+  that answers the same payload without calling anything.
+
+The gunicorn rows serve the routes from a real gunicorn (one gthread worker,
+eight threads) on 127.0.0.1, loaded by keep-alive clients in this process.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import importlib.util
+import json
+import os
+import queue
+import signal
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask import current_app
 from flask import jsonify
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,13 +50,106 @@ from flask_status import FlaskStatus
 
 MESSAGE = {"status": "OK", "service": "bench"}
 STATIC = {"version": "1.2.3", "region": "eu"}
+COUNTS = {"three": 3, "five": 5}
+EVERY = 5.0  # seconds between the runs of a scheduled check
+TIMEOUT = 0.8  # flask-status's default timeout, for the floor's one wait
+CLIENTS = 8  # keep-alive client threads against gunicorn's 8 threads
+NO_EVERY = "skipped (this flask_status has no every=)"
+
+Row = tuple[str, str, str, str]  # scenario, target, measured, met
+Checks = dict[str, Callable[[], Any]]
+Job = tuple[Flask, Checks, dict[str, Any], threading.Lock]
 
 
 def trivial() -> bool:
     return True
 
 
+def checks(count: int) -> Checks:
+    return {f"check{n}": trivial for n in range(count)}
+
+
+class Floor:
+    """One long-lived daemon thread that runs batches of checks, each batch in
+    an application context, and releases each batch's latch when it is done."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        threading.Thread(target=self._work, name="floor", daemon=True).start()
+
+    def run(self, app: Flask, batch: Checks) -> dict[str, Any] | None:
+        """The checks' results, or None if they outlast the timeout."""
+        latch = threading.Lock()
+        latch.acquire()
+        results: dict[str, Any] = {}
+        self._jobs.put((app, batch, results, latch))
+        return results if latch.acquire(timeout=TIMEOUT) else None
+
+    def _work(self) -> None:
+        while True:
+            app, batch, results, latch = self._jobs.get()
+            with app.app_context():
+                for key, check in batch.items():
+                    try:
+                        results[key] = check()
+                    except Exception:
+                        results[key] = False
+            latch.release()
+
+
+def add_trivial(app: Flask, floor: Floor, name: str) -> None:
+    """/status/<name>, /bare/<name> and /floor/<name>: the same payload for
+    ``COUNTS[name]`` trivial checks, from flask-status, inline and the floor."""
+    batch = checks(COUNTS[name])
+    status = FlaskStatus(app, url=f"/status/{name}")
+    for key, check in batch.items():
+        status.add_field(key, check)
+
+    def bare() -> Any:
+        return jsonify({"status": "OK", **{k: check() for k, check in batch.items()}})
+
+    def floored() -> Any:
+        results = floor.run(current_app._get_current_object(), batch)  # type: ignore[attr-defined]
+        if results is None:  # timed out: every check shows false
+            return jsonify({"status": "FAIL", **dict.fromkeys(batch, False)}), 503
+        failed = False in results.values()
+        return jsonify({"status": "FAIL" if failed else "OK", **results}), (
+            503 if failed else 200
+        )
+
+    app.add_url_rule(f"/bare/{name}", f"bare_{name}", bare)
+    app.add_url_rule(f"/floor/{name}", f"floor_{name}", floored)
+
+
+def add_scheduled(app: Flask) -> bool:
+    """/scheduled/five, five trivial checks run every ``EVERY`` s in the
+    background, and /bare/five-static, the same payload without calling them.
+    False, and no routes, if this flask_status has no ``every=``."""
+    batch = checks(5)
+    make: Any = FlaskStatus  # Any: every= is new, and may not be there yet
+    status = make(url="/scheduled/five")
+    try:  # every= for each check, as add_field(key, func, every=10) ...
+        for key, check in batch.items():
+            status.add_field(key, check, every=EVERY)
+    except TypeError as error:
+        if "every" not in str(error):
+            raise
+        try:  # ... or for the endpoint, as FlaskStatus(app, every=5)
+            status = make(url="/scheduled/five", every=EVERY)
+        except TypeError as error:
+            if "every" not in str(error):
+                raise
+            return False
+        for key, check in batch.items():
+            status.add_field(key, check)
+    status.init_app(app)
+    payload = {"status": "OK", **{key: True for key in batch}}
+    app.add_url_rule("/bare/five-static", "bare_five_static", lambda: jsonify(payload))
+    return True
+
+
 def build_app() -> Flask:
+    """The app measured in this process."""
     app = Flask(__name__)
 
     plain = FlaskStatus(app, url="/status/static", message=MESSAGE)
@@ -43,13 +160,7 @@ def build_app() -> Flask:
     def bare_static() -> Any:
         return jsonify({**MESSAGE, **STATIC})
 
-    five = FlaskStatus(app, url="/status/five")
-    for n in range(5):
-        five.add_field(f"check{n}", trivial)
-
-    @app.get("/bare/five")
-    def bare_five() -> Any:
-        return jsonify({"status": "OK", **{f"check{n}": trivial() for n in range(5)}})
+    add_trivial(app, Floor(), "five")
 
     def sleeper() -> bool:
         time.sleep(0.05)
@@ -63,22 +174,40 @@ def build_app() -> Flask:
     return app
 
 
-def interleaved(
-    app: Flask, first: str, second: str, rounds: int, batch: int
-) -> tuple[float, float]:
-    """Median seconds per request of two URLs, measured round by round."""
+def build_served_app() -> Flask:
+    """The app gunicorn serves: /status/three, /floor/three, /bare/three, and
+    /scheduled/five with /bare/five-static when there is ``every=``."""
+    app = Flask(__name__)
+    add_trivial(app, Floor(), "three")
+    add_scheduled(app)
+    return app
+
+
+def interleaved(app: Flask, urls: list[str], rounds: int, batch: int) -> list[float]:
+    """Median seconds per request of each URL, measured round by round."""
     client = app.test_client()
-    times: dict[str, list[float]] = {first: [], second: []}
-    for url in (first, second):  # warm up: workers, caches, code paths
+    times: dict[str, list[float]] = {url: [] for url in urls}
+    for url in urls:  # warm up: workers, caches, code paths
         for _ in range(batch):
             assert client.get(url).status_code == 200
     for _ in range(rounds):
-        for url in (first, second):
+        for url in urls:
             start = time.perf_counter()
             for _ in range(batch):
                 client.get(url)
             times[url].append((time.perf_counter() - start) / batch)
-    return statistics.median(times[first]), statistics.median(times[second])
+    return [statistics.median(times[url]) for url in urls]
+
+
+def same_payload(app: Flask, first: str, second: str) -> None:
+    client = app.test_client()
+    mine, base = client.get(first).get_json(), client.get(second).get_json()
+    assert mine == base, f"{first} answers {mine}, but {second} answers {base}"
+
+
+def ratio_row(name: str, target: float, mine: float, base: float) -> Row:
+    note = f"{mine / base:.2f}x ({mine * 1e6:.0f} us vs {base * 1e6:.0f} us)"
+    return name, f"<= {target:.2f}x", note, "yes" if mine / base <= target else "NO"
 
 
 def clients(
@@ -150,43 +279,192 @@ def hung(requests: int) -> tuple[float, int]:
     return max(durations), most[0] - before - 1  # less the watcher
 
 
+SERVED = """\
+import importlib.util
+import sys
+
+spec = importlib.util.spec_from_file_location("flask_status_benchmarks", {path!r})
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+app = module.build_served_app()
+"""
+
+
+class Gunicorn:
+    """gunicorn serving ``build_served_app()`` on 127.0.0.1: one gthread
+    worker with 8 threads, at a free port, stopped by its PID."""
+
+    def __init__(self, folder: Path) -> None:
+        (folder / "served.py").write_text(SERVED.format(path=str(Path(__file__))))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self._log = folder / "gunicorn.log"
+        command = [sys.executable, "-m", "gunicorn", "--chdir", str(folder)]
+        command += ["--bind", f"127.0.0.1:{self.port}", "--workers", "1"]
+        command += ["--worker-class", "gthread", "--threads", "8"]
+        with self._log.open("wb") as log:
+            self._process = subprocess.Popen(
+                [*command, "served:app"], stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def wait_until_up(self) -> None:
+        deadline = time.monotonic() + 30
+        while self._process.poll() is None and time.monotonic() < deadline:
+            try:
+                if self.get("/bare/three")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"gunicorn did not come up:\n{self._log.read_text()}")
+
+    def get(self, url: str) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", url)
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            os.kill(self._process.pid, signal.SIGTERM)
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+
+
+def load(port: int, url: str, threads: int, seconds: float) -> float:
+    """Requests per second that ``threads`` keep-alive clients get from ``url``
+    in about ``seconds``."""
+    counts: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    window = [0.0, 0.0]  # start, deadline
+
+    def begin() -> None:  # run by one thread once every client has connected
+        window[0] = time.perf_counter()
+        window[1] = window[0] + seconds
+
+    ready = threading.Barrier(threads, action=begin)
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        done = 0
+        try:
+            conn.request("GET", url)  # connect before the clock starts
+            conn.getresponse().read()
+            ready.wait()
+            while time.perf_counter() < window[1]:
+                conn.request("GET", url)
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{url} answered {response.status}")
+                done += 1
+        except BaseException as error:  # reported, not lost in the thread
+            ready.abort()
+            with lock:
+                errors.append(error)
+        finally:
+            conn.close()
+            with lock:
+                counts.append(done)
+
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - window[0]
+    if errors:
+        raise RuntimeError(f"load on {url} failed") from errors[0]
+    return sum(counts) / elapsed
+
+
+def served_rows(quick: bool, scheduled: bool) -> list[Row]:
+    """The gunicorn rows: req/s of flask-status over the floor's, for 3
+    trivial checks, and of 5 scheduled checks over a static route."""
+    names = (
+        "gunicorn 1x8, 3 trivial checks: req/s vs the floor",
+        "gunicorn 1x8, 5 scheduled checks: req/s vs bare",
+    )
+    targets = (">= 0.90x", ">= 0.95x")
+    if importlib.util.find_spec("gunicorn") is None:
+        return [(n, t, "skipped (no gunicorn)", "-") for n, t in zip(names, targets)]
+    pairs = [("/status/three", "/floor/three"), ("/status/three", "/bare/three")]
+    if scheduled:
+        pairs.append(("/scheduled/five", "/bare/five-static"))
+    urls = list(dict.fromkeys(url for pair in pairs for url in pair))
+    rounds, seconds = (2, 0.5) if quick else (5, 2.0)
+    rates: dict[str, list[float]] = {url: [] for url in urls}
+    with tempfile.TemporaryDirectory() as folder:
+        server = Gunicorn(Path(folder))
+        try:
+            server.wait_until_up()
+            for mine, base in pairs:  # the same code and payload as its baseline
+                assert server.get(mine) == server.get(base), f"{mine} != {base}"
+            for url in urls:  # warm up
+                load(server.port, url, CLIENTS, 0.2)
+            for n in range(rounds):  # every other round in reverse, against drift
+                for url in urls if n % 2 == 0 else urls[::-1]:
+                    rates[url].append(load(server.port, url, CLIENTS, seconds))
+        finally:
+            server.stop()
+    rate = {url: statistics.median(r) for url, r in rates.items()}
+    three = rate["/status/three"] / rate["/floor/three"]
+    rows: list[Row] = [
+        (
+            names[0],
+            targets[0],
+            f"{three:.2f}x ({rate['/status/three']:.0f} vs"
+            f" {rate['/floor/three']:.0f} req/s; bare {rate['/bare/three']:.0f})",
+            "yes" if three >= 0.90 else "NO",
+        )
+    ]
+    if not scheduled:
+        rows.append((names[1], targets[1], NO_EVERY, "-"))
+        return rows
+    five = rate["/scheduled/five"] / rate["/bare/five-static"]
+    rows.append(
+        (
+            names[1],
+            targets[1],
+            f"{five:.2f}x ({rate['/scheduled/five']:.0f} vs"
+            f" {rate['/bare/five-static']:.0f} req/s)",
+            "yes" if five >= 0.95 else "NO",
+        )
+    )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     quick = parser.parse_args().quick
     rounds, batch = (3, 50) if quick else (15, 400)
     app = build_app()
-    rows: list[tuple[str, str, str, bool]] = []
+    rows: list[Row] = []
 
-    def ratio(name: str, target: float, a: str, b: str, r: int, n: int) -> None:
-        mine, base = interleaved(app, a, b, r, n)
-        note = f"{mine / base:.2f}x ({mine * 1e6:.0f} us vs {base * 1e6:.0f} us)"
-        rows.append((name, f"<= {target:.2f}x", note, mine / base <= target))
+    same_payload(app, "/status/static", "/bare/static")
+    mine, base = interleaved(app, ["/status/static", "/bare/static"], rounds, batch)
+    rows.append(ratio_row("0 callables vs bare jsonify", 1.05, mine, base))
 
-    ratio(
-        "0 callables vs bare jsonify",
-        1.10,
-        "/status/static",
-        "/bare/static",
-        rounds,
-        batch,
-    )
-    ratio(
-        "5 trivial callables vs bare calling them",
-        2.0,
-        "/status/five",
-        "/bare/five",
-        rounds,
-        batch,
-    )
-    ratio(
-        "5 checks sleeping 50 ms vs one",
-        1.2,
-        "/status/five-slow",
-        "/status/one-slow",
-        rounds,
-        2 if quick else 10,
-    )
+    five = ["/status/five", "/bare/five", "/floor/five"]
+    same_payload(app, five[0], five[1])
+    same_payload(app, five[0], five[2])
+    mine, bare, floor = interleaved(app, five, rounds, batch)
+    rows.append(ratio_row("5 trivial callables vs bare calling them", 2.0, mine, bare))
+    rows.append(ratio_row("5 trivial checks vs the floor", 1.15, mine, floor))
+
+    slow = ["/status/five-slow", "/status/one-slow"]
+    mine, base = interleaved(app, slow, rounds, 2 if quick else 10)
+    rows.append(ratio_row("5 checks sleeping 50 ms vs one", 1.2, mine, base))
 
     seconds = 1.0 if quick else 5.0
     answered, runs = storm(seconds, cache=0)
@@ -195,7 +473,7 @@ def main() -> None:
             f"storm: 16 clients, {seconds:g} s, 20 ms check, no cache",
             "runs <= requests / 4",
             f"{runs} runs for {answered} requests",
-            runs <= answered / 4,
+            "yes" if runs <= answered / 4 else "NO",
         )
     )
     answered, runs = storm(seconds, cache=1)
@@ -204,7 +482,7 @@ def main() -> None:
             "storm as above with cache=1",
             f"runs <= {seconds:g} + 2",
             f"{runs} runs for {answered} requests",
-            runs <= seconds + 2,
+            "yes" if runs <= seconds + 2 else "NO",
         )
     )
     count = 40 if quick else 200
@@ -214,14 +492,28 @@ def main() -> None:
             f"hung check, timeout 0.2 s, {count} requests, 8 threads",
             "each <= 0.3 s; threads: 8 clients + 1 worker",
             f"slowest {slowest:.3f} s; at most {threads} more threads",
-            slowest <= 0.3 and threads <= 8 + 1,
+            "yes" if slowest <= 0.3 and threads <= 8 + 1 else "NO",
         )
     )
 
+    # After the hung check, whose thread count any scheduler thread would spoil.
+    name = "5 scheduled trivial checks vs bare"
+    scheduled_app = Flask(__name__)
+    scheduled = add_scheduled(scheduled_app)
+    if scheduled:
+        urls = ["/scheduled/five", "/bare/five-static"]
+        same_payload(scheduled_app, *urls)
+        mine, base = interleaved(scheduled_app, urls, rounds, batch)
+        rows.append(ratio_row(name, 1.10, mine, base))
+    else:
+        rows.append((name, "<= 1.10x", NO_EVERY, "-"))
+
+    rows += served_rows(quick, scheduled)
+
     print("| scenario | target | measured | met |")
     print("|---|---|---|---|")
-    for name, target, measured, met in rows:
-        print(f"| {name} | {target} | {measured} | {'yes' if met else 'NO'} |")
+    for row in rows:
+        print(f"| {' | '.join(row)} |")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def test_quick_benchmark_prints_every_scenario() -> None:
         capture_output=True,
         text=True,
         check=True,
-        timeout=120,
+        timeout=180,
     )
     lines = result.stdout.splitlines()
     assert lines[:2] == ["| scenario | target | measured | met |", "|---|---|---|---|"]
@@ -24,8 +24,12 @@ def test_quick_benchmark_prints_every_scenario() -> None:
     assert scenarios == [
         "| 0 callables vs bare jsonify",
         "| 5 trivial callables vs bare calling them",
+        "| 5 trivial checks vs the floor",
         "| 5 checks sleeping 50 ms vs one",
         "| storm: 16 clients, 1 s, 20 ms check, no cache",
         "| storm as above with cache=1",
         "| hung check, timeout 0.2 s, 40 requests, 8 threads",
+        "| 5 scheduled trivial checks vs bare",
+        "| gunicorn 1x8, 3 trivial checks: req/s vs the floor",
+        "| gunicorn 1x8, 5 scheduled checks: req/s vs bare",
     ]
