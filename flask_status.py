@@ -7,16 +7,20 @@
     from flask_status import FlaskStatus
 
     app = Flask(__name__)
-    status = FlaskStatus(app)
+    status = FlaskStatus(app, url="/readyz")
 
     @status.field("database")
     def database():
         return db.ping()
 
-``GET /api/status`` then answers ``{"status": "OK", "database": true}``, or
+``GET /readyz`` then answers ``{"status": "OK", "database": true}``, or
 ``{"status": "FAIL", "database": false}`` with HTTP 503 if the check raises,
 returns ``False`` or outlasts its timeout. ``flask status`` runs the same
 checks from the command line.
+
+The module reads top to bottom in the order a status flows: the public API,
+then settings, the request, the run of checks on shared worker threads and
+the scheduler, the payload writers, and the command line.
 """
 
 from __future__ import annotations
@@ -26,14 +30,18 @@ import collections
 import copy
 import datetime
 import functools
+import heapq
 import inspect
+import itertools
 import json
 import logging
+import math
+import os
 import threading
 import time
-import traceback
 import weakref
 from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 from typing import NamedTuple
 from typing import TypeVar
@@ -43,18 +51,47 @@ from typing import overload
 import click
 from flask import Flask
 from flask import Response
+from flask import abort
 from flask import current_app
 from flask import request
 from flask.cli import with_appcontext
+from flask.json.provider import DefaultJSONProvider
 
 __version__ = "2.0.0"
-__all__ = ["FlaskStatus"]
+__all__ = ["FlaskStatus", "StatusChange"]
 
 View = Callable[..., Any]
 Authenticator = Callable[[View], View]
 Message = Union[str, dict[str, Any]]
 F = TypeVar("F", bound=Callable[..., Any])
 A = TypeVar("A", bound=Authenticator)
+L = TypeVar("L", bound=Callable[["StatusChange"], Any])
+P = TypeVar("P", bound=Callable[[], Any])
+
+
+class StatusChange(NamedTuple):
+    """A status that differs from the one before, as passed to the
+    listeners of :meth:`FlaskStatus.on_change`.
+
+    .. code-block:: python
+
+        StatusChange(url="/readyz", check="database", old="OK", new="FAIL",
+                     reason="OperationalError: unable to open database file",
+                     at=1764092402.1)
+    """
+
+    url: str
+    """The URL of the endpoint."""
+    check: str | None
+    """The field key of the check, or ``None`` for the endpoint's status."""
+    old: str | None
+    """``"OK"``, ``"WARN"`` or ``"FAIL"``; ``None`` for the first result."""
+    new: str
+    """``"OK"``, ``"WARN"`` or ``"FAIL"``."""
+    reason: str | None
+    """Why the check failed, as ``show_errors`` shows it; else ``None``."""
+    at: float
+    """When the result was observed, in seconds since the epoch."""
 
 
 class FlaskStatus:
@@ -68,12 +105,21 @@ class FlaskStatus:
     :param message: the base payload: a dict, or a string that becomes
         ``{"message": "..."}`` [``STATUS_MESSAGE``, ``{"status": "OK"}``].
     :param authenticator: a view decorator that guards the route, as :meth:`auth`.
-    :param timeout: seconds a check may take, counted from the start of the
-        request [``STATUS_TIMEOUT``, ``0.8``].
+    :param timeout: seconds a run of a check may take
+        [``STATUS_TIMEOUT``, ``0.8``].
     :param cache: seconds a check's result is reused [``STATUS_CACHE``, ``0``].
+    :param every: run checks in the background every so many seconds, and
+        answer requests with the latest result; ``0`` runs them on request
+        [``STATUS_EVERY``, ``0``].
     :param show_errors: show why checks failed in the response
         [``STATUS_SHOW_ERRORS``, ``False``].
-    :param workers: threads that may run checks at once [``STATUS_WORKERS``, ``8``].
+    :param workers: checks of this endpoint that may run at once
+        [``STATUS_WORKERS``, ``8``].
+    :param log: ``"transitions"`` logs a check when it starts failing and when
+        it recovers; ``"every"`` logs each failed run
+        [``STATUS_LOG``, ``"transitions"``].
+    :param per_check: also serve ``<url>/<key>`` for each field
+        [``STATUS_PER_CHECK``, ``False``].
 
     .. code-block:: python
 
@@ -94,20 +140,33 @@ class FlaskStatus:
         *,
         timeout: float | None = None,
         cache: float | None = None,
+        every: float | None = None,
         show_errors: bool | None = None,
         workers: int | None = None,
+        log: str | None = None,
+        per_check: bool | None = None,
     ) -> None:
         given = dict(
             url=url,
             message=message,
             timeout=timeout,
             cache=cache,
+            every=every,
             show_errors=show_errors,
             workers=workers,
+            log=log,
+            per_check=per_check,
         )
-        self._given = {k: _SETTINGS[k][1](v) for k, v in given.items() if v is not None}
+        self._given = {
+            name: _SETTINGS[name].validate(value, _SETTINGS[name].label)
+            for name, value in given.items()
+            if value is not None
+        }
         self._fields: dict[str, _Field] = {}
         self._guarded: View = self._respond
+        self._authenticator: Authenticator | None = None
+        self._details: Callable[[], Any] | None = None
+        self._listeners: tuple[Callable[[StatusChange], Any], ...] = ()
         # Per-app state; weak keys, so the extension never keeps an app alive.
         self._apps: weakref.WeakKeyDictionary[Flask, _Endpoint] = (
             weakref.WeakKeyDictionary()
@@ -120,6 +179,8 @@ class FlaskStatus:
     def init_app(self, app: Flask) -> None:
         """Register the status route on ``app``, reading its ``STATUS_*`` config.
 
+        Config keys you did not set are left unset: the defaults apply.
+
         :param app: the app to serve. One instance may serve many apps.
         :raises TypeError: if a config value is of the wrong kind.
         :raises ValueError: if a config value is invalid, or the URL is taken.
@@ -130,30 +191,42 @@ class FlaskStatus:
                 f"This FlaskStatus already serves {app!r}; create another"
                 " FlaskStatus to serve a second URL."
             )
-        settings = {}
-        for name, (default, check) in _SETTINGS.items():
-            key = f"STATUS_{name.upper()}"
-            app.config.setdefault(key, copy.copy(default))
-            given = name in self._given
-            settings[name] = self._given[name] if given else check(app.config[key])
-        url = settings.pop("url")
+        settings = _Settings(
+            **{s.name: self._setting(app, s) for s in _SETTINGS.values()}
+        )
+        url = settings.url
+        if settings.per_check and url == "/":
+            raise ValueError(
+                "Per-check routes at the URL '/' would answer every one-segment"
+                " path of the app; give this FlaskStatus another url."
+            )
         served: dict[str, FlaskStatus] = app.extensions.setdefault("status", {})
         if url in served or any(rule.rule == url for rule in app.url_map.iter_rules()):
             raise ValueError(
                 f"The URL {url!r} is already routed on {app!r}; give this"
                 " FlaskStatus another url."
             )
-        app.add_url_rule(
-            url,
-            f"status:{url}",
-            self._view,
+        options: dict[str, Any] = dict(
             methods=["GET"],  # and HEAD; anything else is 405, OPTIONS too
             provide_automatic_options=False,
         )
+        app.add_url_rule(url, f"status:{url}", self._view, **options)
+        if settings.per_check:
+            rule = f"{url.rstrip('/')}/<key>"
+            app.add_url_rule(rule, f"status:{rule}", self._view, **options)
         if "status" not in app.cli.commands:  # the app's own command stays
             app.cli.add_command(_status_command)
         served[url] = self
-        self._apps[app] = _Endpoint(**settings)
+        self._apps[app] = _Endpoint(self, settings)
+
+    def _setting(self, app: Flask, setting: _Setting) -> Any:
+        if setting.name in self._given:
+            return self._given[setting.name]
+        if setting.key not in app.config:
+            return copy.deepcopy(setting.default)
+        return setting.validate(
+            app.config[setting.key], f"The config key {setting.key}"
+        )
 
     def add_field(
         self,
@@ -163,31 +236,36 @@ class FlaskStatus:
         critical: bool = True,
         timeout: float | None = None,
         cache: float | None = None,
+        every: float | None = None,
     ) -> None:
         """Add ``key`` to the payload: a static JSON value, or a check.
 
-        A check is a callable (``async def`` too) run on every request, in an
-        application context; its return value is shown. It fails when it
-        raises, returns ``False``, outlasts its timeout or returns something
-        JSON cannot encode: then its field shows ``false``, and the status
-        becomes ``"FAIL"`` (HTTP 503) if it is critical, else ``"WARN"``.
+        A check is a callable (``async def`` too) taking no arguments, run
+        in an application context; its return value is shown. It fails when
+        it raises, returns ``False``, outlasts its timeout or returns
+        something JSON cannot encode: then its field shows ``false``, and the
+        status becomes ``"FAIL"`` (HTTP 503) if it is critical, else ``"WARN"``.
 
         :param key: the payload key; fields follow the message's keys in the
             order they were added.
-        :param value: a JSON-encodable value, or a callable taking no arguments.
+        :param value: a JSON value (str, int, finite float, bool, None, or
+            lists and dicts of them), or a callable taking no arguments.
         :param critical: a check whose failure fails the whole status.
-        :param timeout: seconds this check may take; default: the instance's.
-        :param cache: seconds this check's result is reused; default: the
-            instance's.
+        :param timeout: seconds this check may take; default: the endpoint's.
+        :param cache: seconds this check's result is reused; a check with its
+            own ``cache`` runs on request. Default: the endpoint's.
+        :param every: run this check in the background every so many
+            seconds; ``0`` runs it on request. Default: the endpoint's.
         :raises TypeError: if ``key`` is not a string, ``value`` is neither
-            JSON-encodable nor callable, or the callable needs arguments.
+            JSON nor callable, or the callable needs arguments.
         :raises ValueError: if ``key`` is empty, reserved or already added,
-            or an option is out of range.
+            an option is out of range, or both ``cache`` and ``every`` are given.
 
         .. code-block:: python
 
             status.add_field("version", "1.4.2")
             status.add_field("cache", ping_cache, critical=False, timeout=0.2)
+            status.add_field("billing", ping_billing, every=30)
         """
         if not isinstance(key, str):
             raise TypeError(f"A field key must be a string, not {key!r}.")
@@ -202,18 +280,26 @@ class FlaskStatus:
             )
         if callable(value):
             _needs_no_arguments(key, value)
-        elif (critical, timeout, cache) != (True, None, None):
+        elif (critical, timeout, cache, every) != (True, None, None, None):
             raise TypeError(
-                f"critical, timeout and cache apply to checks, but field {key!r}"
-                f" is the static value {value!r}; pass a callable instead."
+                f"critical, timeout, cache and every apply to checks, but field"
+                f" {key!r} is the static value {value!r}; pass a callable instead."
             )
         else:
             _json_value(f"The value of field {key!r}", value)
+            value = copy.deepcopy(value)
+        if cache is not None and every is not None:
+            raise ValueError(
+                f"Field {key!r} has both cache={cache!r} and every={every!r}, which"
+                " both say how its results are reused; give only one."
+            )
         field = _Field(
+            key,
             value,
-            _bool("critical", critical),
-            None if timeout is None else _timeout(timeout),
-            None if cache is None else _cache(cache),
+            _bool(critical, "The critical option"),
+            None if timeout is None else _timeout(timeout, "The timeout"),
+            None if cache is None else _cache(cache, "The cache"),
+            None if every is None else _every(every, "The every interval"),
         )
         # A new dict, not an update: requests under way keep the one they read.
         self._fields = {**self._fields, key: field}
@@ -229,6 +315,7 @@ class FlaskStatus:
         critical: bool = True,
         timeout: float | None = None,
         cache: float | None = None,
+        every: float | None = None,
     ) -> Callable[[F], F]: ...
 
     def field(self, name: str | F | None = None, **options: Any) -> Any:
@@ -238,8 +325,8 @@ class FlaskStatus:
         is returned unchanged.
 
         :param name: the payload key.
-        :param options: ``critical``, ``timeout`` and ``cache``, as for
-            :meth:`add_field`.
+        :param options: ``critical``, ``timeout``, ``cache`` and ``every``, as
+            for :meth:`add_field`.
 
         .. code-block:: python
 
@@ -262,15 +349,18 @@ class FlaskStatus:
         return register
 
     def auth(self, authenticator: A) -> A:
-        """Guard the status route with ``authenticator``, a view decorator.
+        """Guard the status routes with ``authenticator``, a view decorator.
 
-        It runs before any check, so its responses, including ``abort(401)``
-        and ``abort(403)``, reach the client untouched. It may be set after
-        :meth:`init_app`; it is returned unchanged, so it can guard other
-        views too.
+        It runs before anything else, so its responses, including
+        ``abort(401)`` and ``abort(403)``, reach the client untouched, and a
+        request it turns away runs no check and learns no check's name. It
+        may be set after :meth:`init_app`, once; it is returned unchanged, so
+        it can guard other views too. The view it wraps takes the per-check
+        route's ``key`` as a keyword argument: pass ``**kwargs`` through.
 
         :param authenticator: a callable that takes a view and returns a view.
         :raises TypeError: if it is not callable or does not return a callable.
+        :raises RuntimeError: if this FlaskStatus has an authenticator already.
 
         .. code-block:: python
 
@@ -283,366 +373,275 @@ class FlaskStatus:
                     return view(*args, **kwargs)
                 return wrapper
         """
+        if self._authenticator is not None:
+            raise RuntimeError(
+                f"This FlaskStatus is already guarded by {self._authenticator!r};"
+                f" it cannot also take {authenticator!r}. Combine them into one"
+                " decorator that applies both, and pass that once."
+            )
         guarded = authenticator(self._respond) if callable(authenticator) else None
         if not callable(guarded):
             raise TypeError(
                 f"The authenticator {authenticator!r} must be a view decorator:"
                 " a callable that takes a view function and returns one."
             )
-        self._guarded = guarded
+        self._authenticator, self._guarded = authenticator, guarded
         return authenticator
 
-    def _view(self) -> Any:
-        return self._guarded()
+    def on_change(self, listener: L) -> L:
+        """Call ``listener`` with a :class:`StatusChange` whenever a check's
+        status, or the endpoint's, differs from the one before.
 
-    def _respond(self) -> Response:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        health = "health+json" in request.headers.get("Accept", "") and (
-            request.accept_mimetypes.best_match(_MIMETYPES) == _MIMETYPES[1]
-        )
-        code, body = self._report(app, health)
-        return app.response_class(  # type: ignore[no-any-return]
-            body, code, {"Cache-Control": "no-store"}, _MIMETYPES[health]
-        )
+        Listeners run on a worker thread in an application context, one
+        change at a time in the order they happened, never in a request's
+        thread: a slow listener delays other listeners, not responses. One
+        that raises is logged and the others still run. ``flask status``
+        calls no listener. Returns ``listener`` unchanged.
 
-    def _report(self, app: Flask, health: bool = False) -> tuple[int, str]:
-        """Run the checks for ``app``: the HTTP code and the JSON body, in
-        the 1.0 format or, with ``health``, in application/health+json."""
+        :param listener: a callable taking one :class:`StatusChange`.
+        :raises TypeError: if it is not callable.
+
+        .. code-block:: python
+
+            @status.on_change
+            def page_someone(change):
+                if change.check == "database" and change.new == "FAIL":
+                    alert(change.reason)
+        """
+        if not callable(listener):
+            raise TypeError(
+                f"The listener {listener!r} must be a callable taking one StatusChange."
+            )
+        self._listeners = (*self._listeners, listener)
+        return listener
+
+    def details_when(self, predicate: P) -> P:
+        """Show checks and errors only to requests for which ``predicate()``
+        is true; others get just the status, with the same HTTP code.
+
+        The predicate takes no arguments and runs in the request context,
+        after the authenticator. One that raises is logged and counts as
+        false. Returns ``predicate`` unchanged.
+
+        :param predicate: a callable taking no arguments.
+        :raises TypeError: if it is not callable.
+        :raises RuntimeError: if a predicate is set already.
+
+        .. code-block:: python
+
+            @status.details_when
+            def is_operator():
+                token = request.headers.get("X-Operator-Token")
+                return token == current_app.config["OPS_TOKEN"]
+        """
+        if not callable(predicate):
+            raise TypeError(
+                f"The details predicate {predicate!r} must be a callable taking"
+                " no arguments."
+            )
+        if self._details is not None:
+            raise RuntimeError(
+                f"This FlaskStatus already shows details when {self._details!r}"
+                f" is true; combine it with {predicate!r} into one predicate."
+            )
+        self._details = predicate
+        return predicate
+
+    # -- the request ---------------------------------------------------------
+
+    def _view(self, **kwargs: Any) -> Any:
+        return self._guarded(**kwargs)
+
+    def _respond(self, key: str | None = None) -> Response:
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
         endpoint, fields = self._apps[app], self._fields
-        outcomes = endpoint.check(app, fields)
-        failed = [fields[k].critical for k, o in outcomes.items() if not o.ok]
-        state = "FAIL" if any(failed) else "WARN" if failed else "OK"
-        payload = dict(endpoint.message)
-        for key, field in fields.items():
-            if not field.check:
-                payload[key] = field.value
-            elif health:
-                payload.setdefault("checks", {})[key] = [
-                    _health_check(outcomes[key], field.critical, endpoint.show_errors)
-                ]
-            else:
-                payload[key] = outcomes[key].value
-        if health:
-            payload["status"] = _HEALTH[state]
-        elif state != "OK" and "status" in payload:
-            payload["status"] = state
-        if endpoint.show_errors and failed and not health:
-            payload["errors"] = {k: o.reason for k, o in outcomes.items() if not o.ok}
-        body = json.dumps(payload, separators=(",", ":"))
-        return (503 if state == "FAIL" else 200), body
+        if key is None:
+            excluded = endpoint.exclusions(app, request.args.getlist("exclude"))
+            chosen = [f for k, f in fields.items() if k not in excluded]
+        elif key in fields:
+            chosen = [fields[key]]
+        else:
+            abort(404)
+        name = request.args.get("format", "json")
+        if name not in _FORMATS:
+            abort(400, f"Unknown format {name!r}; use one of: {', '.join(_FORMATS)}.")
+        if name == "json" and _prefers_health():
+            name = "health"
+        report = endpoint.report(app, chosen)
+        details = self._details is None or self._shows_details(app)
+        writer = _FORMATS[name]
+        response: Response = app.response_class(
+            writer.write(report, endpoint.parts(app), details),
+            200 if name == "prometheus" else report.code,  # a scrape never fails
+            {"Cache-Control": "no-store"},
+            content_type=writer.content_type,
+        )
+        return response
+
+    def _shows_details(self, app: Flask) -> bool:
+        try:
+            return bool(self._details())  # type: ignore[misc]
+        except Exception:
+            app.logger.exception("The details predicate %r raised.", self._details)
+            return False
+
+
+# -- settings: each with its default and the validator beside it -------------
+
+
+def _url(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, not {value!r}.")
+    if not value.strip() or value != value.strip():
+        raise ValueError(
+            f"{what} {value!r} is empty or has surrounding spaces; give a path"
+            " such as '/api/status'."
+        )
+    if any(c in value for c in "<>?#"):
+        raise ValueError(
+            f"{what} {value!r} has a variable part, a query or a fragment, which"
+            " a status route can never answer; give a plain path such as"
+            " '/api/status'."
+        )
+    return value if value.startswith("/") else f"/{value}"
 
 
 _RESERVED = frozenset({"status", "errors", "checks"})
-_MIMETYPES = ("application/json", "application/health+json")
-_HEALTH = {"OK": "pass", "WARN": "warn", "FAIL": "fail"}
-_SPREAD_AFTER = 0.001  # seconds a request waits before queued checks get workers
 
 
-class _Field(NamedTuple):
-    value: Any  # the static value, or the check
-    critical: bool = True
-    timeout: float | None = None
-    cache: float | None = None
-
-    @property
-    def check(self) -> bool:
-        return callable(self.value)
-
-
-class _Outcome(NamedTuple):
-    """What one run of a check came to."""
-
-    ok: bool
-    value: Any  # shown in the payload: the check's result, or False
-    reason: str | None = None  # why it failed
-    at: float = 0.0  # when, in seconds since the epoch
-
-
-class _Run:
-    """One call of a check, which any number of requests may wait for."""
-
-    __slots__ = ("done", "expires", "late", "outcome")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.expires = 0.0  # monotonic time from which the outcome is stale
-        self.late = False  # a request has logged that it timed out
-        self.outcome = _Outcome(False, False, "did not finish")
-
-
-class _Endpoint:
-    """What one FlaskStatus serves on one app: its settings and its runs."""
-
-    def __init__(
-        self,
-        message: dict[str, Any],
-        timeout: float,
-        cache: float,
-        show_errors: bool,
-        workers: int,
-    ) -> None:
-        self.message = message
-        self.timeout = timeout
-        self.cache = cache
-        self.show_errors = show_errors
-        self._pool = _Pool(workers)
-        self._runs: dict[str, _Run] = {}  # the latest run of each check
-        self._lock = threading.Lock()
-
-    def check(self, app: Flask, fields: dict[str, _Field]) -> dict[str, _Outcome]:
-        """Run the checks among ``fields`` at once, each joining a run already
-        under way or still fresh, and wait for each until its deadline."""
-        start = time.monotonic()
-        runs: dict[str, tuple[_Field, _Run]] = {}
-        new: list[tuple[Flask, Callable[[], None]]] = []
-        with self._lock:
-            for key, field in fields.items():
-                if not field.check:
-                    continue
-                run = self._runs.get(key)
-                if run is None or (run.done.is_set() and run.expires <= start):
-                    run = self._runs[key] = _Run()
-                    cache = self.cache if field.cache is None else field.cache
-                    new.append((app, functools.partial(_call, run, key, field, cache)))
-                runs[key] = field, run
-        if new:
-            self._pool.submit(new)
-        outcomes = {}
-        for key, (field, run) in runs.items():
-            timeout = field.timeout or self.timeout  # never 0
-            deadline = start + timeout
-            done = run.done.is_set() or run.done.wait(
-                max(0.0, min(_SPREAD_AFTER, deadline - time.monotonic()))
-            )
-            if not done:  # a slow check: the queued ones get workers of their own
-                self._pool.spread()
-                done = run.done.wait(max(0.0, deadline - time.monotonic()))
-            if done:
-                outcomes[key] = run.outcome
-                continue
-            reason = f"timed out after {float(timeout)} s"
-            outcomes[key] = _Outcome(False, False, reason, time.time())
-            if not run.late:
-                run.late = True
-                _log(key, field.critical, reason + "; it has not returned yet")
-        return outcomes
-
-
-class _Pool:
-    """Daemon threads that run tasks, each batch in one application context.
-
-    A submission wakes one worker, which drains quick tasks alone: a thread
-    wake-up costs about as much as a small request. :meth:`spread` wakes a
-    worker for each task still queued, for when one is slow. Daemon threads
-    never hold up the interpreter's exit, as a hung check in a
-    ``concurrent.futures`` pool would.
-    """
-
-    idle = 60.0  # seconds a worker waits for a task before it exits
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        # Each task carries its app: the pool lives in the app's weakly keyed
-        # state, so holding the app itself would keep that app alive.
-        self._tasks: collections.deque[tuple[Flask, Callable[[], None]]] = (
-            collections.deque()
-        )
-        self._cond = threading.Condition(threading.Lock())
-        self._waiting = 0  # workers waiting for a task
-        self._threads = 0  # workers alive
-
-    def submit(self, tasks: list[tuple[Flask, Callable[[], None]]]) -> None:
-        with self._cond:
-            self._tasks.extend(tasks)
-            self._wake(1)
-
-    def spread(self) -> None:
-        with self._cond:
-            self._wake(len(self._tasks))
-
-    def _wake(self, count: int) -> None:  # with self._cond held
-        idle = min(count, self._waiting)
-        self._cond.notify(idle)
-        for _ in range(min(count - idle, self._size - self._threads)):
-            self._threads += 1
-            worker = threading.Thread(target=self._work, name="flask-status")
-            worker.daemon = True
-            worker.start()
-
-    def _work(self) -> None:
-        task = self._next(wait=True)
-        while task is not None:
-            app = task[0]
-            try:
-                with app.app_context():  # one context for each batch of tasks
-                    while task is not None:
-                        task[1]()
-                        task = self._next(wait=False)
-            except Exception:  # the app's teardown hooks; the worker lives on
-                msg = "The application context of a status check failed to close."
-                app.logger.exception(msg)
-            task = self._next(wait=True)
-
-    def _next(self, wait: bool) -> tuple[Flask, Callable[[], None]] | None:
-        with self._cond:
-            while wait and not self._tasks:
-                self._waiting += 1
-                woken = self._cond.wait(self.idle)
-                self._waiting -= 1
-                if not woken and not self._tasks:
-                    self._threads -= 1
-                    return None
-            if not self._tasks:
-                return None
-            return self._tasks.popleft()
-
-
-def _call(run: _Run, key: str, field: _Field, cache: float) -> None:
-    """Run a check in a worker and settle its run, however the call ends."""
-    try:
-        value = field.value()
-        if inspect.iscoroutine(value):
-            value = asyncio.run(value)
-        run.outcome = _judge(value)
-        if not run.outcome.ok:
-            _log(key, field.critical, str(run.outcome.reason))
-    except BaseException as error:  # SystemExit too: a run must always settle
-        reason = traceback.format_exception_only(type(error), error)[-1].strip()
-        run.outcome = _Outcome(False, False, reason, time.time())
-        _log(key, field.critical, reason, error)
-    finally:  # logged first, so a response never comes before its log record
-        run.expires = time.monotonic() + cache
-        run.done.set()
-
-
-def _health_check(outcome: _Outcome, critical: bool, show_errors: bool) -> Any:
-    """One entry of a health+json ``checks`` object, as in the IETF draft
-    draft-inadarei-api-health-check-06."""
-    entry = {
-        "status": "pass" if outcome.ok else "fail" if critical else "warn",
-        "observedValue": outcome.value,
-        "time": datetime.datetime.fromtimestamp(outcome.at, datetime.timezone.utc)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z"),
-    }
-    if show_errors and not outcome.ok:
-        entry["output"] = outcome.reason
-    return entry
-
-
-@click.command("status")
-@click.option("--url", help="Run only the endpoint at this URL, such as /readyz.")
-@with_appcontext
-def _status_command(url: str | None) -> None:
-    """Run the app's status checks and print each endpoint's payload.
-
-    Exits 0 when every endpoint is OK or WARN, and 1 when one is FAIL, so that
-    a container can use: HEALTHCHECK CMD flask --app main status
-    """
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    served: dict[str, FlaskStatus] = app.extensions["status"]
-    if url is not None:
-        try:
-            url = _url(url)
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="--url") from None
-        if url not in served:
-            raise click.BadParameter(
-                f"{url!r} is not served by flask-status; choose one of"
-                f" {', '.join(map(repr, served))}.",
-                param_hint="--url",
-            )
-        served = {url: served[url]}
-    failed = False
-    for path, status in served.items():
-        code, body = status._report(app)
-        click.echo(f"{path} {body}")
-        failed = failed or code >= 500
-    if failed:
-        raise SystemExit(1)
-
-
-def _judge(value: Any) -> _Outcome:
-    reason = "returned False" if value is False else None
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        reason = f"returned a {type(value).__name__} object that JSON cannot encode"
-    return _Outcome(reason is None, False if reason else value, reason, time.time())
-
-
-def _log(
-    key: str, critical: bool, reason: str, error: BaseException | None = None
-) -> None:
-    level = logging.ERROR if critical else logging.WARNING
-    current_app.logger.log(level, "Check %r failed: %s", key, reason, exc_info=error)
-
-
-def _url(url: object) -> str:
-    if not isinstance(url, str):
-        raise TypeError(f"The status URL must be a string, not {url!r}.")
-    if not url.strip() or url != url.strip():
-        raise ValueError(
-            f"The status URL {url!r} is empty or has surrounding spaces;"
-            " give a path such as '/api/status'."
-        )
-    return url if url.startswith("/") else f"/{url}"
-
-
-def _message(message: object) -> dict[str, Any]:
-    if isinstance(message, str):
-        return {"message": message}
-    if not isinstance(message, dict) or not all(isinstance(k, str) for k in message):
+def _message(value: object, what: str) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"message": value}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise TypeError(
-            f"The status message must be a string or a dict with string keys,"
-            f" not {message!r}."
+            f"{what} must be a string or a dict with string keys, not {value!r}."
         )
-    _json_value("The status message", message)
-    return dict(message)
-
-
-def _seconds(name: str, value: object, least: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"The {name} must be a number of seconds, not {value!r}.")
-    if not 0 <= value < float("inf") or (value == 0 and least == "above"):
+    taken = sorted(_RESERVED.intersection(value) - {"status"})
+    if taken:
         raise ValueError(
-            f"The {name} {value!r} is out of range; give a finite number of"
-            f" seconds {least} 0."
+            f"{what} has the key {taken[0]!r}, which the status endpoint writes"
+            " itself; rename that key."
+        )
+    _json_value(what, value)
+    return copy.deepcopy(value)  # the endpoint's own: later edits change nothing
+
+
+def _seconds(value: object, what: str, least: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        hint = ""
+        if isinstance(value, str) and what.startswith("The config key"):
+            hint = (
+                " Config values from environment variables are strings:"
+                " app.config.from_prefixed_env() parses numbers and booleans."
+            )
+        raise TypeError(f"{what} must be a number of seconds, not {value!r}.{hint}")
+    if not 0 <= value < math.inf or (value == 0 and least == "above"):
+        raise ValueError(
+            f"{what} {value!r} is out of range; give a finite number of seconds"
+            f" {least} 0."
+        )
+    if value > threading.TIMEOUT_MAX:
+        raise ValueError(
+            f"{what} {value!r} is more seconds than Python can wait"
+            f" (threading.TIMEOUT_MAX, {threading.TIMEOUT_MAX:.0f}); give fewer."
         )
     return float(value)
 
 
-def _timeout(value: object) -> float:
-    return _seconds("timeout", value, "above")
+def _timeout(value: object, what: str) -> float:
+    return _seconds(value, what, "above")
 
 
-def _cache(value: object) -> float:
-    return _seconds("cache", value, "from")
+def _cache(value: object, what: str) -> float:
+    return _seconds(value, what, "from")
 
 
-def _workers(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"The number of workers must be an int, not {value!r}.")
-    if value < 1:
-        raise ValueError(f"The number of workers {value!r} must be 1 or more.")
-    return value
+def _every(value: object, what: str) -> float:
+    return _seconds(value, what, "from")
 
 
-def _bool(name: str, value: object) -> bool:
+def _bool(value: object, what: str) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"The {name} option must be True or False, not {value!r}.")
+        hint = ""
+        if isinstance(value, str) and what.startswith("The config key"):
+            hint = " app.config.from_prefixed_env() parses 'true' and 'false'."
+        raise TypeError(f"{what} must be True or False, not {value!r}.{hint}")
     return value
 
 
-# Each setting: its default, and the function that checks and normalises it.
-_SETTINGS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
-    "url": ("/api/status", _url),
-    "message": ({"status": "OK"}, _message),
-    "timeout": (0.8, _timeout),
-    "cache": (0.0, _cache),
-    "show_errors": (False, lambda value: _bool("show_errors", value)),
-    "workers": (8, _workers),
+def _workers(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {value!r}.")
+    if value < 1:
+        raise ValueError(f"{what} {value!r} must be 1 or more.")
+    return value
+
+
+_LOG_MODES = ("transitions", "every")
+
+
+def _log_mode(value: object, what: str) -> str:
+    if value not in _LOG_MODES:
+        raise ValueError(
+            f"{what} {value!r} is not a log mode; give 'transitions' (log when a"
+            " check starts failing and when it recovers) or 'every' (each"
+            " failed run)."
+        )
+    return str(value)
+
+
+class _Setting(NamedTuple):
+    name: str
+    label: str  # what an error calls it when given as an argument
+    default: Any
+    validate: Callable[[object, str], Any]  # (value, label) -> the value
+
+    @property
+    def key(self) -> str:
+        return f"STATUS_{self.name.upper()}"
+
+
+_SETTINGS = {
+    s.name: s
+    for s in (
+        _Setting("url", "The status URL", "/api/status", _url),
+        _Setting("message", "The status message", {"status": "OK"}, _message),
+        _Setting("timeout", "The timeout", 0.8, _timeout),
+        _Setting("cache", "The cache", 0.0, _cache),
+        _Setting("every", "The every interval", 0.0, _every),
+        _Setting("show_errors", "The show_errors option", False, _bool),
+        _Setting("workers", "The number of workers", 8, _workers),
+        _Setting("log", "The log mode", "transitions", _log_mode),
+        _Setting("per_check", "The per_check option", False, _bool),
+    )
 }
+
+
+class _Settings(NamedTuple):
+    """One endpoint's settings, in the order of ``_SETTINGS``."""
+
+    url: str
+    message: dict[str, Any]
+    timeout: float
+    cache: float
+    every: float
+    show_errors: bool
+    workers: int
+    log: str
+    per_check: bool
+
+
+class _Field(NamedTuple):
+    key: str
+    value: Any  # the static value, or the check
+    critical: bool = True
+    timeout: float | None = None
+    cache: float | None = None
+    every: float | None = None
+
+    @property
+    def is_check(self) -> bool:
+        return callable(self.value)
 
 
 def _json_value(what: str, value: object) -> None:
@@ -665,3 +664,914 @@ def _needs_no_arguments(key: str, func: Callable[..., Any]) -> None:
         ) from None
     except ValueError:  # no signature to inspect (some builtins)
         pass
+
+
+# -- the endpoint: runs of checks, joined by requests -------------------------
+
+
+class _Outcome(NamedTuple):
+    """What one run of a check came to, frozen when the run settled."""
+
+    ok: bool
+    value: str  # the JSON text the payload shows: the result, or false
+    reason: str | None  # why it failed
+    at: float  # when, in seconds since the epoch
+    duration: float  # seconds the run took, or until it was given up
+
+
+def _state(outcome: _Outcome, critical: bool) -> str:
+    return "OK" if outcome.ok else "FAIL" if critical else "WARN"
+
+
+class _Report(NamedTuple):
+    """The fields of one response with their outcomes (None: static)."""
+
+    url: str
+    state: str  # "OK", "WARN" or "FAIL"
+    entries: list[tuple[_Field, _Outcome | None]]
+    show_errors: bool
+
+    @property
+    def code(self) -> int:
+        return 503 if self.state == "FAIL" else 200
+
+
+class _Latch:
+    """What one request waits on: released when its last pending run settles."""
+
+    __slots__ = ("lock", "pending")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.pending = 0
+
+
+class _Run:
+    """One call of a check, which any number of requests may wait for."""
+
+    __slots__ = (
+        "__weakref__",
+        "admitted",
+        "counted",
+        "deadline",
+        "endpoint",
+        "every",
+        "expires",
+        "field",
+        "latches",
+        "late",
+        "outcome",
+        "previous",
+        "returned",
+        "started",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        endpoint: _Endpoint,
+        field: _Field,
+        now: float,
+        previous: _Outcome | None = None,
+    ) -> None:
+        settings = endpoint.settings
+        self.endpoint = endpoint
+        self.field = field
+        self.timeout = field.timeout or settings.timeout
+        self.every = 0.0 if endpoint.one_shot else _every_of(field, settings)
+        self.started = now
+        self.deadline = now + self.timeout
+        self.previous = previous  # a scheduled check's result until this one's
+        self.outcome: _Outcome | None = None  # set once, when the run settles
+        self.latches: list[_Latch] = []
+        self.returned = False  # the call is over (or never started)
+        self.late = False  # settled as timed out
+        self.admitted = False  # handed to the pool
+        self.counted = False  # holds one of the endpoint's workers
+        self.expires = 0.0  # monotonic time from which a new run is due
+
+    def execute(self, app: Flask) -> None:
+        """Call the check in a worker thread and settle the run."""
+        endpoint, error = self.endpoint, None
+        if self.outcome is not None:  # given up before it could start
+            endpoint.settle(app, self, self.outcome)
+            return
+        start, outcome = time.monotonic(), None
+        try:
+            value = self.field.value()
+            if inspect.iscoroutine(value):
+                value = asyncio.run(value)
+            outcome = _judge(value, endpoint.encoder(app), start)
+        except BaseException as exc:  # SystemExit too: a run must always settle
+            error = exc
+        if outcome is None:
+            outcome = _failed(_describe(error), start)
+        endpoint.settle(app, self, outcome, error)
+
+    def abandon(self, app: Flask, reason: str) -> None:
+        self.endpoint.settle(app, self, _failed(reason, self.started))
+
+
+def _every_of(field: _Field, settings: _Settings) -> float:
+    if field.every is not None:
+        return field.every
+    return 0.0 if field.cache is not None else settings.every
+
+
+def _judge(value: Any, encode: Callable[[Any], str], start: float) -> _Outcome:
+    if value is False:
+        return _failed("returned False", start)
+    try:
+        text = encode(value)
+    except Exception:  # unencodable, NaN, too deep, or the provider's own error
+        name = type(value).__name__
+        return _failed(f"returned a {name} object that JSON cannot encode", start)
+    return _Outcome(True, text, None, time.time(), time.monotonic() - start)
+
+
+def _failed(reason: str, start: float) -> _Outcome:
+    return _Outcome(False, "false", reason, time.time(), time.monotonic() - start)
+
+
+def _describe(error: BaseException | None) -> str:
+    """``Type: message``, as a traceback's last line without its notes."""
+    kind = type(error)
+    name = kind.__qualname__
+    if kind.__module__ not in ("builtins", "__main__"):
+        name = f"{kind.__module__}.{name}"
+    try:
+        text = str(error)
+    except Exception:
+        text = "<exception str() failed>"
+    return f"{name}: {text}" if text else name
+
+
+_SPREAD_AFTER = 0.001  # seconds a request waits before queued checks get workers
+_UNKNOWN_NAMES = 64  # excluded names not served, warned about once each
+
+
+class _Endpoint:
+    """What one FlaskStatus serves on one app: settings, runs and states.
+
+    It never refers to the app: the app is passed in by whoever has it.
+    """
+
+    def __init__(
+        self, status: FlaskStatus, settings: _Settings, one_shot: bool = False
+    ) -> None:
+        self.status = status
+        self.settings = settings
+        self.one_shot = one_shot  # flask status: fresh runs, no history
+        self._parts: _Parts | None = None
+        self._reset()
+        if not one_shot:
+            _ENDPOINTS.add(self)
+
+    def _reset(self) -> None:
+        """Start clean: at creation, and in the child of a fork, where other
+        threads' locks, runs and workers did not come along."""
+        self.lock = threading.Lock()
+        self.runs: dict[str, _Run] = {}  # the latest run of each check
+        self.states: dict[str | None, str] = {}  # the last status of each
+        self.running = 0  # runs holding one of the workers
+        self.backlog: collections.deque[tuple[Flask, _Run]] = collections.deque()
+        self.changes: collections.deque[StatusChange] = collections.deque()
+        self.notifying = False
+        self.unknown: set[str] = set()
+
+    # The request side: join runs, or start them, and wait until deadlines.
+
+    def report(self, app: Flask, fields: list[_Field]) -> _Report:
+        """Join or start a run of each check among ``fields``, wait for them
+        until their deadlines, and judge the status."""
+        outcomes = self._collect(app, [f for f in fields if f.is_check])
+        entries, failed = [], []
+        for field in fields:
+            outcome = outcomes.get(field.key)
+            entries.append((field, outcome))
+            if outcome is not None and not outcome.ok:
+                failed.append(field.critical)
+        state = "FAIL" if any(failed) else "WARN" if failed else "OK"
+        return _Report(self.settings.url, state, entries, self.settings.show_errors)
+
+    def _collect(self, app: Flask, checks: list[_Field]) -> dict[str, _Outcome]:
+        now = time.monotonic()
+        outcomes: dict[str, _Outcome] = {}
+        waiting: list[_Run] = []  # runs to wait for, or to give up at once
+        new: list[_Run] = []
+        latch = None
+        with self.lock:
+            for field in checks:
+                run = None if self.one_shot else self.runs.get(field.key)
+                if run is None or (run.returned and now >= run.expires):
+                    run = self._start(field, now, run)
+                    new.append(run)
+                outcome = run.outcome
+                if outcome is None and run.previous is not None and now < run.deadline:
+                    outcome = run.previous  # a scheduled check's latest result
+                if outcome is None:
+                    waiting.append(run)
+                    if now < run.deadline:
+                        latch = latch or _Latch()
+                        latch.pending += 1
+                        run.latches.append(latch)
+                    continue
+                if not run.returned and not outcome.ok:
+                    outcome = outcome._replace(
+                        reason=f"{outcome.reason}; still running"
+                    )
+                outcomes[field.key] = outcome
+            admitted = self._admit(app, new) if new else []
+        if admitted:
+            _pool.submit(admitted)
+        for run in new:
+            if run.every:
+                _scheduler.watch(self, app, run)
+        if latch is not None:
+            deadline = max(run.deadline for run in waiting)
+            wait = min(_SPREAD_AFTER, deadline - time.monotonic())
+            if not latch.lock.acquire(timeout=max(0.0, wait)):
+                _pool.spread()  # a slow check: the queued ones get workers
+                latch.lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        for run in waiting:
+            outcomes[run.field.key] = run.outcome or self.expire(app, run)
+        return outcomes
+
+    def _start(self, field: _Field, now: float, before: _Run | None) -> _Run:
+        """A new run of ``field``'s check, after ``before``; lock held."""
+        previous = before.outcome if before is not None and before.every else None
+        run = _Run(self, field, now, previous)
+        if not self.one_shot:
+            self.runs[field.key] = run
+        return run
+
+    def _admit(self, app: Flask, runs: list[_Run]) -> list[tuple[Flask, Any]]:
+        """Hand runs to the pool while fewer than ``workers`` run; the rest
+        wait in the backlog. Lock held."""
+        admitted: list[tuple[Flask, Any]] = []
+        for run in runs:
+            if self.running < self.settings.workers:
+                self.running += 1
+                run.admitted = run.counted = True
+                admitted.append((app, run))
+            else:
+                self.backlog.append((app, run))
+        return admitted
+
+    def _release(self, run: _Run) -> list[tuple[Flask, Any]]:
+        """Free the worker ``run`` held, for the next run in the backlog.
+        Lock held."""
+        if not run.counted:
+            return []
+        run.counted = False
+        self.running -= 1
+        now = time.monotonic()
+        while self.backlog:
+            app, waiting = self.backlog.popleft()
+            if waiting.outcome is None and now < waiting.deadline:
+                return self._admit(app, [waiting])
+        return []
+
+    # The settling side: a run ends once, by returning or by its deadline.
+
+    def expire(self, app: Flask, run: _Run) -> _Outcome:
+        """Settle ``run`` as timed out unless it settled first."""
+        return self.settle(app, run, _timed_out(run), returned=False)
+
+    def settle(
+        self,
+        app: Flask,
+        run: _Run,
+        outcome: _Outcome,
+        error: BaseException | None = None,
+        returned: bool = True,
+    ) -> _Outcome:
+        """Record how ``run`` ended: ``returned`` when its call is over, else
+        because its deadline passed. The first outcome stands, and one that
+        comes after the deadline is a timeout. Logs it, wakes the requests
+        waiting for it and tells the listeners; returns the outcome."""
+        now = time.monotonic()
+        ready: list[_Latch] = []
+        changes: list[StatusChange] = []
+        old = None
+        with self.lock:
+            first = run.outcome is None
+            if first:
+                if returned and now > run.deadline:
+                    outcome, error = _timed_out(run), None
+                run.outcome = outcome
+                run.late = not returned or now > run.deadline  # a timeout
+                for latch in run.latches:
+                    latch.pending -= 1
+                    if not latch.pending:
+                        ready.append(latch)
+                run.latches = []
+                old, changes = self._track(run.field, outcome)
+            ended = not run.returned and (returned or not run.admitted)
+            if ended:  # its call is over, or it will never start
+                run.returned = True
+                if not returned:  # given up in the backlog
+                    self.backlog = collections.deque(
+                        item for item in self.backlog if item[1] is not run
+                    )
+                late = run.late or not returned
+                wait = 0.0 if late else self._cache_of(run.field)
+                if run.every:  # a schedule that was missed, requests restart
+                    wait = run.every + run.timeout + 1.0
+                run.expires = now + wait
+            admitted = self._release(run)
+        if admitted:
+            _pool.submit(admitted)
+        if first:
+            self._log(app, run, outcome, old, error)
+            for latch in ready:
+                latch.lock.release()
+            if changes:
+                self._notify(app, changes)
+        if ended and run.every:
+            _scheduler.after(self, app, run, run.every)
+        return run.outcome  # type: ignore[return-value]
+
+    def _cache_of(self, field: _Field) -> float:
+        return self.settings.cache if field.cache is None else field.cache
+
+    def _track(
+        self, field: _Field, outcome: _Outcome
+    ) -> tuple[str | None, list[StatusChange]]:
+        """Record a check's new status (lock held); the one before, and the
+        changes the listeners should hear of."""
+        if self.one_shot:
+            return None, []
+        key, state = field.key, _state(outcome, field.critical)
+        old = self.states.get(key)
+        if old == state:
+            return old, []
+        self.states[key] = state
+        if not self.status._listeners:
+            return old, []
+        url, at = self.settings.url, outcome.at
+        changes = [StatusChange(url, key, old, state, outcome.reason, at)]
+        checks = [k for k, f in self.status._fields.items() if f.is_check]
+        if all(k in self.states for k in checks):  # every check has a status
+            overall = _worst(self.states[k] for k in checks)
+            before = self.states.get(None)
+            if overall != before:
+                self.states[None] = overall
+                changes.append(StatusChange(url, None, before, overall, None, at))
+        return old, changes
+
+    def _log(
+        self,
+        app: Flask,
+        run: _Run,
+        outcome: _Outcome,
+        old: str | None,
+        error: BaseException | None,
+    ) -> None:
+        key, critical = run.field.key, run.field.critical
+        every = self.one_shot or self.settings.log == "every"
+        try:
+            if not outcome.ok and (every or old in (None, "OK")):
+                reason = str(outcome.reason)
+                if not run.returned:
+                    reason += "; it has not returned yet"
+                level = logging.ERROR if critical else logging.WARNING
+                app.logger.log(
+                    level, "Check %r failed: %s", key, reason, exc_info=error
+                )
+            elif outcome.ok and not every and old not in (None, "OK"):
+                app.logger.info("Check %r passes again.", key)
+        except BaseException:  # a broken log handler must not wedge the check
+            pass
+
+    def _notify(self, app: Flask, changes: list[StatusChange]) -> None:
+        """Queue changes for the listeners, delivered in order by one task."""
+        with self.lock:
+            self.changes.extend(changes)
+            if self.notifying:
+                return
+            self.notifying = True
+        _pool.submit([(app, _Notice(self))])
+
+    # The schedule: started by the first request, then by the scheduler.
+
+    def due(self, app: Flask, after: _Run) -> None:
+        """Start the scheduled run that follows ``after``, unless a request
+        restarted the schedule meanwhile."""
+        key = after.field.key
+        with self.lock:
+            if self.runs.get(key) is not after:
+                return
+            run = self._start(
+                self.status._fields.get(key, after.field), time.monotonic(), after
+            )
+            admitted = self._admit(app, [run])
+        if admitted:
+            _pool.submit(admitted)
+        _scheduler.watch(self, app, run)
+
+    def overdue(self, app: Flask, run: _Run) -> None:
+        if run.outcome is None:
+            self.expire(app, run)
+
+    # What a request reads besides runs.
+
+    def exclusions(self, app: Flask, values: list[str]) -> set[str]:
+        """The field keys named by ``?exclude=`` values; a name that is no
+        field is logged, once."""
+        names = {n.strip() for v in values for n in v.split(",")} - {""}
+        unknown = names.difference(self.status._fields) - self.unknown
+        if unknown and len(self.unknown) < _UNKNOWN_NAMES:
+            self.unknown |= unknown
+            app.logger.warning(
+                "Cannot exclude %s from %s: there is no such field.",
+                ", ".join(map(repr, sorted(unknown))),
+                self.settings.url,
+            )
+        return names
+
+    def encoder(self, app: Flask) -> Callable[[Any], str]:
+        return self.parts(app).encode
+
+    def parts(self, app: Flask) -> _Parts:
+        """The static parts of the payload, encoded with the app's JSON
+        provider; made again when the provider or the fields change."""
+        parts, fields = self._parts, self.status._fields
+        if (
+            parts is None
+            or parts.provider is not app.json
+            or parts.fields is not fields
+        ):
+            self._parts = parts = _Parts.make(app.json, fields, self.settings.message)
+        return parts
+
+
+def _timed_out(run: _Run) -> _Outcome:
+    reason = f"timed out after {run.timeout} s"
+    return _Outcome(False, "false", reason, time.time(), run.timeout)
+
+
+def _worst(states: Iterable[str]) -> str:
+    found = set(states)
+    return "FAIL" if "FAIL" in found else "WARN" if "WARN" in found else "OK"
+
+
+class _Notice:
+    """A pool task that hands an endpoint's queued changes to its listeners."""
+
+    def __init__(self, endpoint: _Endpoint) -> None:
+        self.endpoint = endpoint
+
+    def execute(self, app: Flask) -> None:
+        endpoint = self.endpoint
+        while True:
+            with endpoint.lock:
+                if not endpoint.changes:
+                    endpoint.notifying = False
+                    return
+                change = endpoint.changes.popleft()
+            for listener in endpoint.status._listeners:
+                try:
+                    listener(change)
+                except Exception:
+                    app.logger.exception(
+                        "The status listener %r failed on %r.", listener, change
+                    )
+
+    def abandon(self, app: Flask, reason: str) -> None:
+        with self.endpoint.lock:
+            self.endpoint.notifying = False
+        app.logger.error("Status changes were not delivered: %s", reason)
+
+
+# -- the run: shared worker threads and the scheduler --------------------------
+
+
+class _Pool:
+    """Daemon threads, shared by every endpoint, that run tasks in order.
+
+    A submission wakes one worker, which runs quick tasks back to back in
+    one application context: a thread wake-up costs about as much as a
+    small request. :meth:`spread` wakes a worker for each task still queued,
+    for when one is slow. Idle workers park on a lock of their own and hold
+    no app. Daemon threads never hold up the interpreter's exit, as a hung
+    check in a ``concurrent.futures`` pool would.
+    """
+
+    idle = 60.0  # seconds a worker waits for a task before it exits
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks: collections.deque[tuple[Flask, Any]] = collections.deque()
+        self._parked: list[threading.Lock] = []  # one per idle worker
+
+    def submit(self, tasks: list[tuple[Flask, Any]]) -> None:
+        with self._lock:
+            self._tasks.extend(tasks)
+            dropped = self._wake(1)
+        _abandon(dropped)
+
+    def spread(self) -> None:
+        with self._lock:
+            dropped = self._wake(len(self._tasks))
+        _abandon(dropped)
+
+    def _wake(self, count: int) -> list[tuple[Flask, Any, str]]:  # lock held
+        for _ in range(count):
+            if self._parked:
+                self._parked.pop().release()
+                continue
+            try:
+                worker = threading.Thread(target=self._work, name="flask-status")
+                worker.daemon = True
+                worker.start()
+            except BaseException as error:  # no thread: settle what waits
+                reason = f"could not start a thread: {_describe(error)}"
+                dropped = [(app, task, reason) for app, task in self._tasks]
+                self._tasks.clear()
+                return dropped
+        return []
+
+    def _work(self) -> None:
+        parked = threading.Lock()
+        parked.acquire()
+        while True:
+            item = self._take(parked)
+            if item is None:
+                return
+            app, task = item
+            try:
+                context = app.app_context()
+                context.push()
+            except BaseException as error:  # a receiver of appcontext_pushed
+                _abandon([(app, task, f"the app context failed: {_describe(error)}")])
+                with _suppressed():
+                    context.pop()
+                continue
+            try:
+                while task is not None:  # one context for a batch of one app
+                    task.execute(app)
+                    task = self._next(app)
+            finally:
+                try:
+                    context.pop()
+                except BaseException:  # the app's teardown hooks
+                    with _suppressed():
+                        app.logger.exception(
+                            "The application context of a status check failed to close."
+                        )
+            del app, task, item, context  # an idle worker holds no app
+
+    def _next(self, app: Flask) -> Any:
+        with self._lock:
+            if self._tasks and self._tasks[0][0] is app:
+                return self._tasks.popleft()[1]
+        return None
+
+    def _take(self, parked: threading.Lock) -> tuple[Flask, Any] | None:
+        while True:
+            with self._lock:
+                if self._tasks:
+                    return self._tasks.popleft()
+                self._parked.append(parked)
+            if parked.acquire(timeout=self.idle):
+                continue  # woken: take a task, or park again if one took it
+            with self._lock:
+                if parked in self._parked:  # nobody woke it: exit
+                    self._parked.remove(parked)
+                    return None
+            parked.acquire()  # woken just as it gave up: take that wake-up
+
+
+def _abandon(dropped: list[tuple[Flask, Any, str]]) -> None:
+    for app, task, reason in dropped:
+        task.abandon(app, reason)
+
+
+class _suppressed:
+    """``contextlib.suppress(BaseException)``, for cleanups that may fail."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return True
+
+
+class _Scheduler:
+    """One daemon thread that starts scheduled runs when they are due and
+    gives them up at their deadlines. It holds apps and endpoints weakly:
+    when an app is collected, its schedule stops."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()
+        self._running = False
+
+    def after(self, endpoint: _Endpoint, app: Flask, run: _Run, seconds: float) -> None:
+        """Start the next run of ``run``'s check ``seconds`` from now."""
+        action = functools.partial(_weakly, _Endpoint.due, *_refs(endpoint, app, run))
+        self._at(time.monotonic() + seconds, action)
+
+    def watch(self, endpoint: _Endpoint, app: Flask, run: _Run) -> None:
+        """Give ``run`` up at its deadline if it has not settled by then."""
+        action = functools.partial(
+            _weakly, _Endpoint.overdue, *_refs(endpoint, app, run)
+        )
+        self._at(run.deadline, action)
+
+    def _at(self, when: float, action: Callable[[], None]) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (when, next(self._order), action))
+            if self._running:
+                self._cond.notify()
+                return
+            self._running = True
+        try:
+            thread = threading.Thread(target=self._loop, name="flask-status-scheduler")
+            thread.daemon = True
+            thread.start()
+        except BaseException:  # requests restart a missed schedule
+            with self._cond:
+                self._running = False
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if not self._heap:
+                        self._running = False
+                        return
+                    wait = self._heap[0][0] - time.monotonic()
+                    if wait <= 0:
+                        action = heapq.heappop(self._heap)[2]
+                        break
+                    self._cond.wait(min(wait, threading.TIMEOUT_MAX))
+            with _suppressed():
+                action()
+            del action
+
+
+def _refs(*objects: Any) -> list[weakref.ref[Any]]:
+    return [weakref.ref(o) for o in objects]
+
+
+def _weakly(method: Callable[..., None], *refs: weakref.ref[Any]) -> None:
+    """Call ``method`` with the objects behind ``refs``, unless one is gone."""
+    objects = [ref() for ref in refs]
+    if None not in objects:
+        method(*objects)
+
+
+# Every endpoint of the process, so that a forked child can start it clean.
+_ENDPOINTS: weakref.WeakSet[_Endpoint] = weakref.WeakSet()
+_pool = _Pool()
+_scheduler = _Scheduler()
+
+
+def _forked() -> None:
+    """In the child of a fork: only the forking thread came along, so the
+    workers, the scheduler, the runs in flight and any lock another thread
+    held are left behind. Each endpoint starts clean on its next request."""
+    global _pool, _scheduler
+    _pool, _scheduler = _Pool(), _Scheduler()
+    for endpoint in list(_ENDPOINTS):
+        endpoint._reset()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_forked)
+
+
+# -- the payload: encoded parts, and one writer per format --------------------
+
+
+class _Parts(NamedTuple):
+    """What an endpoint's payloads share, encoded once per provider and
+    fields: each key's JSON text, the message's values and static fields."""
+
+    provider: Any
+    fields: dict[str, _Field]
+    encode: Callable[[Any], str]
+    names: dict[str, str]
+    message: dict[str, str]
+    static: dict[str, str]
+
+    @classmethod
+    def make(
+        cls, provider: Any, fields: dict[str, _Field], message: dict[str, Any]
+    ) -> _Parts:
+        encode = _encoder(provider)
+        names = {k: encode(k) for k in (*message, *fields, *_RESERVED)}
+        values = {k: encode(v) for k, v in message.items()}
+        static = {k: encode(f.value) for k, f in fields.items() if not f.is_check}
+        return cls(provider, fields, encode, names, values, static)
+
+
+def _encoder(provider: Any) -> Callable[[Any], str]:
+    """A function that encodes a value as ``provider`` does, in compact form,
+    keeping the order of keys and refusing NaN and the infinities."""
+    if isinstance(provider, DefaultJSONProvider) and (
+        type(provider).dumps is DefaultJSONProvider.dumps
+    ):
+        encode = json.JSONEncoder(
+            default=provider.default,
+            ensure_ascii=provider.ensure_ascii,
+            allow_nan=False,
+            separators=(",", ":"),
+        ).encode
+
+        def default(value: Any) -> str:
+            if value is True:
+                return "true"
+            if value is None:
+                return "null"
+            if type(value) is int:
+                return int.__repr__(value)
+            return encode(value)
+
+        return default
+
+    def custom(value: Any) -> str:
+        text: str = provider.dumps(value)
+        json.loads(text, parse_constant=_not_json)  # its output must be JSON
+        return text
+
+    return custom
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _object(names: dict[str, str], payload: dict[str, str]) -> str:
+    return "{" + ",".join([f"{names[k]}:{v}" for k, v in payload.items()]) + "}"
+
+
+def _write_json(report: _Report, parts: _Parts, details: bool) -> str:
+    """The 1.0 payload: the message, then the fields; ``status`` says the
+    state unless all is well, and ``errors`` why checks failed."""
+    state = report.state
+    said = parts.message.get("status") if state == "OK" else None
+    status = said or f'"{state}"'
+    if not details:
+        return f'{{"status":{status}}}'
+    payload = dict(parts.message)
+    errors = {}
+    for field, outcome in report.entries:
+        if outcome is None:
+            payload[field.key] = parts.static[field.key]
+            continue
+        payload[field.key] = outcome.value
+        if not outcome.ok:
+            errors[field.key] = outcome.reason
+    if "status" in payload:
+        payload["status"] = status
+    if errors and report.show_errors:
+        payload["errors"] = parts.encode(errors)
+    return _object(parts.names, payload)
+
+
+_HEALTH = {"OK": "pass", "WARN": "warn", "FAIL": "fail"}
+
+
+def _write_health(report: _Report, parts: _Parts, details: bool) -> str:
+    """application/health+json, as in draft-inadarei-api-health-check-06:
+    the message and static fields, ``status``, and an entry per check."""
+    status = f'"{_HEALTH[report.state]}"'
+    if not details:
+        return f'{{"status":{status}}}'
+    payload = dict(parts.message)
+    checks = {}
+    for field, outcome in report.entries:
+        if outcome is None:
+            payload[field.key] = parts.static[field.key]
+            continue
+        entry = {
+            "status": f'"{_HEALTH[_state(outcome, field.critical)]}"',
+            "observedValue": outcome.value,
+            "time": f'"{_iso(outcome.at)}"',
+            "duration": repr(round(outcome.duration, 6)),
+        }
+        if report.show_errors and not outcome.ok:
+            entry["output"] = parts.encode(outcome.reason)
+        checks[field.key] = "[" + _object(_HEALTH_NAMES, entry) + "]"
+    payload["status"] = status
+    if checks:
+        payload["checks"] = _object(parts.names, checks)
+    return _object(parts.names, payload)
+
+
+_HEALTH_NAMES = {
+    k: f'"{k}"' for k in ("status", "observedValue", "time", "duration", "output")
+}
+
+
+def _iso(at: float) -> str:
+    moment = datetime.datetime.fromtimestamp(at, datetime.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _write_prometheus(report: _Report, parts: _Parts, details: bool) -> str:
+    """The Prometheus text format 0.0.4: gauges for the endpoint and, with
+    details, for each check (static fields are no metrics)."""
+    url = f'url="{_label(report.url)}"'
+    lines = [
+        "# HELP flask_status_up 1 unless the endpoint's status is FAIL.",
+        "# TYPE flask_status_up gauge",
+        f"flask_status_up{{{url}}} {int(report.state != 'FAIL')}",
+    ]
+    checks = [(f.key, o) for f, o in report.entries if o is not None] if details else []
+    if checks:
+        lines += [
+            "# HELP flask_status_check_up 1 if the check passed, 0 if it failed.",
+            "# TYPE flask_status_check_up gauge",
+        ]
+        lines += [
+            f'flask_status_check_up{{{url},check="{_label(k)}"}} {int(o.ok)}'
+            for k, o in checks
+        ]
+        lines += [
+            "# HELP flask_status_check_duration_seconds How long the check's"
+            " latest run took.",
+            "# TYPE flask_status_check_duration_seconds gauge",
+        ]
+        lines += [
+            f'flask_status_check_duration_seconds{{{url},check="{_label(k)}"}}'
+            f" {o.duration!r}"
+            for k, o in checks
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class _Format(NamedTuple):
+    content_type: str
+    write: Callable[[_Report, _Parts, bool], str]
+
+
+# Each ?format= value; "json" becomes "health" when the client prefers it.
+_FORMATS = {
+    "json": _Format("application/json", _write_json),
+    "health": _Format("application/health+json", _write_health),
+    "prometheus": _Format(
+        "text/plain; version=0.0.4; charset=utf-8", _write_prometheus
+    ),
+}
+_MIMETYPES = ("application/json", "application/health+json")
+
+
+# -- the command line ---------------------------------------------------------
+
+
+@click.command("status")
+@click.option("--url", help="Run only the endpoint at this URL, such as /readyz.")
+@click.option(
+    "--exclude",
+    multiple=True,
+    help="Leave out this field; repeat it, or separate names with commas.",
+)
+@with_appcontext
+def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
+    """Run the app's status checks once and print each endpoint's payload.
+
+    Exits 0 when every endpoint is OK or WARN, and 1 when one is FAIL, so that
+    a container can use: HEALTHCHECK CMD flask --app main status
+    """
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    served: dict[str, FlaskStatus] = app.extensions["status"]
+    if url is not None:
+        try:
+            url = _url(url, "The status URL")
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--url") from None
+        if url not in served:
+            raise click.BadParameter(
+                f"{url!r} is not served by flask-status; choose one of"
+                f" {', '.join(map(repr, served))}.",
+                param_hint="--url",
+            )
+        served = {url: served[url]}
+    failed = False
+    for path, status in served.items():
+        endpoint = status._apps[app]
+        excluded = endpoint.exclusions(app, list(exclude))
+        fields = [f for k, f in status._fields.items() if k not in excluded]
+        once = _Endpoint(status, endpoint.settings, one_shot=True)  # no history
+        report = once.report(app, fields)
+        click.echo(f"{path} {_write_json(report, once.parts(app), True)}")
+        failed = failed or report.state == "FAIL"
+    if failed:
+        raise SystemExit(1)
+
+
+def _prefers_health() -> bool:
+    """Whether the request's Accept header prefers application/health+json."""
+    return "health+json" in request.headers.get("Accept", "") and (
+        request.accept_mimetypes.best_match(_MIMETYPES) == _MIMETYPES[1]
+    )

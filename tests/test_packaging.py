@@ -39,7 +39,7 @@ def test_vendored_copy_imports_alone(tmp_path: Path) -> None:
 
 
 def test_module_metadata() -> None:
-    assert flask_status.__all__ == ["FlaskStatus"]
+    assert flask_status.__all__ == ["FlaskStatus", "StatusChange"]
     assert flask_status.__version__.count(".") == 2
     first_line = (ROOT / "flask_status.py").read_text().splitlines()[0]
     assert first_line == "# SPDX-License-Identifier: MIT"
