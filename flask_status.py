@@ -455,14 +455,18 @@ class FlaskStatus:
     def _respond(self, key: str | None = None) -> Response:
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
         endpoint, fields = self._apps[app], self._fields
-        if key is None:
-            excluded = endpoint.exclusions(app, request.args.getlist("exclude"))
-            chosen = [f for k, f in fields.items() if k not in excluded]
-        elif key in fields:
+        # Most probes send no query: then nothing is parsed.
+        args = request.args if request.environ.get("QUERY_STRING") else None
+        if key is not None:
+            if key not in fields:
+                abort(404)
             chosen = [fields[key]]
+        elif args is not None and "exclude" in args:
+            excluded = endpoint.exclusions(app, args.getlist("exclude"))
+            chosen = [f for k, f in fields.items() if k not in excluded]
         else:
-            abort(404)
-        name = request.args.get("format", "json")
+            chosen = list(fields.values())
+        name = args["format"] if args is not None and "format" in args else "json"
         if name not in _FORMATS:
             abort(400, f"Unknown format {name!r}; use one of: {', '.join(_FORMATS)}.")
         if name == "json" and _prefers_health():
@@ -753,20 +757,18 @@ class _Run:
 
     def execute(self, app: Flask) -> None:
         """Call the check in a worker thread and settle the run."""
-        endpoint, error = self.endpoint, None
+        endpoint = self.endpoint
         if self.outcome is not None:  # given up before it could start
             endpoint.settle(app, self, self.outcome)
             return
-        start, outcome = time.monotonic(), None
+        start = time.monotonic()
         try:
             value = self.field.value()
             if inspect.iscoroutine(value):
                 value = asyncio.run(value)
-            outcome = _judge(value, endpoint.encoder(app), start)
+            outcome, error = _judge(value, endpoint.encoder(app), start)
         except BaseException as exc:  # SystemExit too: a run must always settle
-            error = exc
-        if outcome is None:
-            outcome = _failed(_describe(error), start)
+            outcome, error = _failed(_describe(exc), start), exc
         endpoint.settle(app, self, outcome, error)
 
     def abandon(self, app: Flask, reason: str) -> None:
@@ -779,15 +781,20 @@ def _every_of(field: _Field, settings: _Settings) -> float:
     return 0.0 if field.cache is not None else settings.every
 
 
-def _judge(value: Any, encode: Callable[[Any], str], start: float) -> _Outcome:
+def _judge(
+    value: Any, encode: Callable[[Any], str], start: float
+) -> tuple[_Outcome, BaseException | None]:
+    """The outcome of a check that returned ``value``, frozen as JSON text,
+    and the error that kept it from being encoded, for the log."""
     if value is False:
-        return _failed("returned False", start)
+        return _failed("returned False", start), None
     try:
         text = encode(value)
-    except Exception:  # unencodable, NaN, too deep, or the provider's own error
+    except Exception as error:  # unencodable, NaN, too deep, or the provider's
         name = type(value).__name__
-        return _failed(f"returned a {name} object that JSON cannot encode", start)
-    return _Outcome(True, text, None, time.time(), time.monotonic() - start)
+        reason = f"returned a {name} object that JSON cannot encode"
+        return _failed(reason, start), error
+    return _Outcome(True, text, None, time.time(), time.monotonic() - start), None
 
 
 def _failed(reason: str, start: float) -> _Outcome:
@@ -870,17 +877,16 @@ class _Endpoint:
                 outcome = run.outcome
                 if outcome is None and run.previous is not None and now < run.deadline:
                     outcome = run.previous  # a scheduled check's latest result
-                if outcome is None:
+                elif outcome is None:
                     waiting.append(run)
                     if now < run.deadline:
                         latch = latch or _Latch()
                         latch.pending += 1
                         run.latches.append(latch)
                     continue
-                if not run.returned and not outcome.ok:
-                    outcome = outcome._replace(
-                        reason=f"{outcome.reason}; still running"
-                    )
+                elif run.late and not run.returned:
+                    reason = f"{outcome.reason}; still running"
+                    outcome = outcome._replace(reason=reason)
                 outcomes[field.key] = outcome
             admitted = self._admit(app, new) if new else []
         if admitted:
@@ -975,8 +981,7 @@ class _Endpoint:
                     self.backlog = collections.deque(
                         item for item in self.backlog if item[1] is not run
                     )
-                late = run.late or not returned
-                wait = 0.0 if late else self._cache_of(run.field)
+                wait = 0.0 if run.late else self._cache_of(run.field)
                 if run.every:  # a schedule that was missed, requests restart
                     wait = run.every + run.timeout + 1.0
                 run.expires = now + wait
@@ -1059,13 +1064,10 @@ class _Endpoint:
     def due(self, app: Flask, after: _Run) -> None:
         """Start the scheduled run that follows ``after``, unless a request
         restarted the schedule meanwhile."""
-        key = after.field.key
         with self.lock:
-            if self.runs.get(key) is not after:
+            if self.runs.get(after.field.key) is not after:
                 return
-            run = self._start(
-                self.status._fields.get(key, after.field), time.monotonic(), after
-            )
+            run = self._start(after.field, time.monotonic(), after)
             admitted = self._admit(app, [run])
         if admitted:
             _pool.submit(admitted)
@@ -1200,28 +1202,35 @@ class _Pool:
             item = self._take(parked)
             if item is None:
                 return
-            app, task = item
-            try:
-                context = app.app_context()
-                context.push()
-            except BaseException as error:  # a receiver of appcontext_pushed
-                _abandon([(app, task, f"the app context failed: {_describe(error)}")])
-                with _suppressed():
-                    context.pop()
-                continue
-            try:
-                while task is not None:  # one context for a batch of one app
-                    task.execute(app)
-                    task = self._next(app)
-            finally:
+            self._run_batch(*item)
+            del item  # an idle worker holds no app
+
+    def _run_batch(self, app: Flask, task: Any) -> None:
+        """Run ``task``, then the tasks queued behind it for the same app, in
+        one application context."""
+        context = app.app_context()
+        try:
+            context.push()
+        except BaseException as error:  # a receiver of appcontext_pushed
+            with _suppressed():
+                context.pop()
+            task.abandon(app, f"the app context failed: {_describe(error)}")
+            return
+        try:
+            while task is not None:
                 try:
-                    context.pop()
-                except BaseException:  # the app's teardown hooks
-                    with _suppressed():
-                        app.logger.exception(
-                            "The application context of a status check failed to close."
-                        )
-            del app, task, item, context  # an idle worker holds no app
+                    task.execute(app)
+                except BaseException as error:  # a bug here: settle it anyway
+                    task.abandon(app, f"flask-status failed: {_describe(error)}")
+                task = self._next(app)
+        finally:
+            try:
+                context.pop()
+            except BaseException:  # the app's teardown hooks
+                with _suppressed():
+                    app.logger.exception(
+                        "The application context of a status check failed to close."
+                    )
 
     def _next(self, app: Flask) -> Any:
         with self._lock:
@@ -1572,6 +1581,6 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
 
 def _prefers_health() -> bool:
     """Whether the request's Accept header prefers application/health+json."""
-    return "health+json" in request.headers.get("Accept", "") and (
+    return "health+json" in request.environ.get("HTTP_ACCEPT", "") and (
         request.accept_mimetypes.best_match(_MIMETYPES) == _MIMETYPES[1]
     )
