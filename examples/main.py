@@ -1,5 +1,8 @@
 """The README's quick start: ``python examples/main.py``, then open
-http://127.0.0.1:5000/api/status."""
+http://127.0.0.1:5000/api/status. ``HOST`` and ``PORT`` in the environment
+change where it serves."""
+
+import os
 
 from flask import Flask
 
@@ -9,4 +12,5 @@ app = Flask(__name__)
 FlaskStatus(app)
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=5000)
+    host = os.environ.get("HOST") or "127.0.0.1"
+    app.run(host=host, port=int(os.environ.get("PORT") or 5000))

@@ -3,13 +3,40 @@
 - ``/livez``: liveness. No dependencies: if the process answers, it is alive.
 - ``/readyz``: readiness. A SQLite database (critical) and a cache server
   reached over TCP (not critical: without it the app is slower, not broken).
-- ``/api/status``: the same checks in detail, with the reasons for failures,
-  for operators holding the token in the ``X-Status-Token`` header.
+  The database's result is reused for 2 s (``cache=2``).
+- ``/api/status``: the same checks in detail and uncached, with the reasons
+  for failures, for operators holding the token in the ``X-Status-Token``
+  header.
 
-Settings come from the environment: ``PROBES_DATABASE`` (a SQLite file,
-created if missing), ``PROBES_CACHE`` (``host:port``) and ``PROBES_TOKEN``.
+Settings come from the environment:
 
-    gunicorn --chdir examples --bind 127.0.0.1:8000 --threads 8 probes:app
+- ``PROBES_DATABASE``: the SQLite file (default ``probes.sqlite3``). Neither
+  importing nor serving the app creates it: creating it is the operator's
+  job, with ``flask --app probes init-db``. Until then ``/readyz`` fails.
+- ``PROBES_CACHE``: the cache server, ``host:port`` (default
+  ``127.0.0.1:6379``).
+- ``PROBES_TOKEN``: the token for ``/api/status``. Unset or empty, it is
+  ``change-me``, which is for local use only.
+- ``HOST`` and ``PORT``: where ``python probes.py`` serves (default
+  ``127.0.0.1`` and ``5000``). A WSGI server has its own setting: gunicorn's
+  ``--bind``.
+
+The default token is refused beyond loopback. ``python probes.py`` will not
+start (exit status 1, before it listens) when ``HOST`` is not a loopback
+address and ``PROBES_TOKEN`` is unset, empty or ``change-me``. Under gunicorn
+or another WSGI server, the address the app will listen on is not known when
+it is imported (it may come from ``--bind``, a config file,
+``GUNICORN_CMD_ARGS``, ``PORT`` or an inherited socket), so there it is
+checked on each request instead: ``/api/status`` accepts the default token
+only from a client on a loopback address, and refuses it from anywhere else
+as it refuses a wrong token (401), with a warning in the log. A reverse proxy
+on the same host makes every request come from loopback: behind one, or on
+any address but loopback, set ``PROBES_TOKEN``.
+
+    cd examples
+    flask --app probes init-db
+    export PROBES_TOKEN=...  # a secret: the default is refused beyond loopback
+    gunicorn --bind 0.0.0.0:8000 --threads 8 probes:app
 """
 
 from __future__ import annotations
@@ -17,26 +44,26 @@ from __future__ import annotations
 import contextlib
 import functools
 import hmac
+import ipaddress
 import os
 import socket
 import sqlite3
 from typing import Any
 from typing import Callable
 
+import click
 from flask import Flask
 from flask import abort
 from flask import request
 
 from flask_status import FlaskStatus
 
+DEFAULT_TOKEN = "change-me"
 DATABASE = os.environ.get("PROBES_DATABASE", "probes.sqlite3")
 CACHE = os.environ.get("PROBES_CACHE", "127.0.0.1:6379")
-TOKEN = os.environ.get("PROBES_TOKEN", "change-me")
+TOKEN = os.environ.get("PROBES_TOKEN") or DEFAULT_TOKEN  # empty: the default
 
 app = Flask(__name__)
-with contextlib.suppress(sqlite3.Error):  # create it if missing; /readyz tells
-    sqlite3.connect(DATABASE).close()  # if that failed
-
 FlaskStatus(app, url="/livez")
 readyz = FlaskStatus(app, url="/readyz", timeout=0.5)
 detailed = FlaskStatus(app, timeout=0.5, show_errors=True)
@@ -58,9 +85,29 @@ def cache() -> bool:
         return True
 
 
-for status in (readyz, detailed):
-    status.add_field("database", database)
-    status.add_field("cache", cache, critical=False, timeout=0.3)
+# Every replica is probed by the kubelet and by each load balancer, and all of
+# them keep asking while the database struggles. cache=2 reuses the database's
+# last result, pass or fail, for 2 s: a probe storm costs a slow database one
+# query every 2 s per worker process, not one per probe. The detailed endpoint
+# stays uncached, so an operator sees the database as it is now.
+readyz.add_field("database", database, cache=2)
+readyz.add_field("cache", cache, critical=False, timeout=0.3)
+detailed.add_field("database", database)
+detailed.add_field("cache", cache, critical=False, timeout=0.3)
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, or an address in 127.0.0.0/8 or ``::1``. Any other
+    name counts as not loopback: it could resolve anywhere."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped.is_loopback  # ::ffff:127.0.0.1
+    return address.is_loopback
 
 
 @detailed.auth
@@ -70,10 +117,42 @@ def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
         token = request.headers.get("X-Status-Token", "")
         if not hmac.compare_digest(token.encode(), TOKEN.encode()):
             abort(401)
+        client = request.remote_addr or ""
+        if TOKEN == DEFAULT_TOKEN and not is_loopback(client):
+            app.logger.warning(
+                "Refused the default token from %s: it is for local use only;"
+                " set PROBES_TOKEN to a secret.",
+                client,
+            )
+            abort(401)
         return view(*args, **kwargs)
 
     return guarded
 
 
+@app.cli.command("init-db")
+def init_db() -> None:
+    """Create the SQLite database PROBES_DATABASE, if it is missing."""
+    existed = os.path.exists(DATABASE)
+    try:
+        sqlite3.connect(DATABASE).close()
+    except sqlite3.Error as error:
+        raise click.ClickException(f"Cannot create {DATABASE}: {error}") from None
+    click.echo(f"{'Found' if existed else 'Created'} {os.path.abspath(DATABASE)}")
+
+
+def refuse_default_token(host: str) -> None:
+    """Exit if serving on ``host`` would accept the default token from afar."""
+    if TOKEN == DEFAULT_TOKEN and not is_loopback(host):
+        raise SystemExit(
+            f"Refusing to serve on HOST={host} with the default token"
+            f" {DEFAULT_TOKEN!r}, which is for local use only: set PROBES_TOKEN"
+            " to a secret (clients send it in the X-Status-Token header), or"
+            " serve on a loopback address such as HOST=127.0.0.1."
+        )
+
+
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=5000)
+    host = os.environ.get("HOST") or "127.0.0.1"
+    refuse_default_token(host)
+    app.run(host=host, port=int(os.environ.get("PORT") or 5000))

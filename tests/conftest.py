@@ -1,5 +1,15 @@
 from __future__ import annotations
 
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Callable
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -15,3 +25,66 @@ def app() -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(
+    port: int, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """GET http://127.0.0.1:port/path: the status code and the body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+Start = Callable[[list[str], dict[str, str], int], "subprocess.Popen[bytes]"]
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Start]:
+    """Start a server process and wait until it accepts connections on
+    127.0.0.1:port; every process started is stopped by its PID afterwards."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        command: list[str], env: dict[str, str], port: int
+    ) -> subprocess.Popen[bytes]:
+        log = tmp_path / f"server-{len(processes)}.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                command, env=env, stdout=output, stderr=subprocess.STDOUT
+            )
+        processes.append(process)
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"{command} exited {process.returncode}:\n{log.read_text()}"
+                )
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return process
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{command} did not listen:\n{log.read_text()}")
+                time.sleep(0.1)
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()

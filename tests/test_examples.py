@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import os
 import runpy
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+from conftest import Start
+from conftest import free_port
+from conftest import get
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+REFUSED = (
+    "Refusing to serve on HOST={} with the default token 'change-me', which is"
+    " for local use only: set PROBES_TOKEN to a secret (clients send it in the"
+    " X-Status-Token header), or serve on a loopback address such as"
+    " HOST=127.0.0.1.\n"
+)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -17,3 +34,249 @@ def test_main_serves_the_quick_start() -> None:
     app = load("main.py")["app"]  # held: Flask 2.2 responses refer to it weakly
     response = app.test_client().get("/api/status")
     assert (response.status_code, response.get_json()) == (200, {"status": "OK"})
+
+
+def test_main_serves_on_host_and_port_from_the_environment(start: Start) -> None:
+    port = free_port()
+    env = dict(os.environ, HOST="127.0.0.1", PORT=str(port))
+    start([sys.executable, str(EXAMPLES / "main.py")], env, port)
+    assert get(port, "/api/status") == (200, b'{"status":"OK"}')
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections: bound, never listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def database(
+    tmp_path: Path, refused_port: int, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Set up the environment of examples/probes.py: its database (not
+    created) under tmp_path, its cache refusing connections, no token."""
+    path = tmp_path / "probes.sqlite3"
+    monkeypatch.setenv("PROBES_DATABASE", str(path))
+    monkeypatch.setenv("PROBES_CACHE", f"127.0.0.1:{refused_port}")
+    monkeypatch.delenv("PROBES_TOKEN", raising=False)
+    return path
+
+
+def init_db(probes: dict[str, Any]) -> None:
+    result = probes["app"].test_cli_runner().invoke(args=["init-db"])
+    assert result.exit_code == 0, result.output
+
+
+def test_probes_creates_no_database_when_imported(database: Path) -> None:
+    app = load("probes.py")["app"]
+    assert not database.exists()
+    response = app.test_client().get("/readyz")
+    assert (response.status_code, response.get_json()) == (
+        503,
+        {"status": "FAIL", "database": False, "cache": False},
+    )
+    assert not database.exists()
+
+
+def test_init_db_creates_the_database(database: Path) -> None:
+    app = load("probes.py")["app"]
+    runner = app.test_cli_runner()
+    created = runner.invoke(args=["init-db"])
+    assert (created.exit_code, created.output) == (0, f"Created {database}\n")
+    assert database.is_file()
+    found = runner.invoke(args=["init-db"])
+    assert (found.exit_code, found.output) == (0, f"Found {database}\n")
+    response = app.test_client().get("/readyz")
+    assert (response.status_code, response.get_json()) == (
+        200,
+        {"status": "WARN", "database": True, "cache": False},
+    )
+
+
+def test_init_db_says_when_it_cannot(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = database.parent / "missing" / "probes.sqlite3"
+    monkeypatch.setenv("PROBES_DATABASE", str(path))
+    result = load("probes.py")["app"].test_cli_runner().invoke(args=["init-db"])
+    assert (result.exit_code, result.output) == (
+        1,
+        f"Error: Cannot create {path}: unable to open database file\n",
+    )
+
+
+def test_readyz_reuses_the_database_result_and_api_status_does_not(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROBES_TOKEN", "s3cret")
+    probes = load("probes.py")
+    init_db(probes)
+    client = probes["app"].test_client()
+    ready = (200, {"status": "WARN", "database": True, "cache": False})
+    response = client.get("/readyz")
+    assert (response.status_code, response.get_json()) == ready
+    database.unlink()
+    response = client.get("/readyz")  # well within the 2 s of cache=2
+    assert (response.status_code, response.get_json()) == ready
+    response = client.get("/api/status", headers={"X-Status-Token": "s3cret"})
+    body = response.get_json()
+    assert (response.status_code, body["database"], body["errors"]["database"]) == (
+        503,
+        False,
+        "sqlite3.OperationalError: unable to open database file",
+    )
+
+
+def test_is_loopback(database: Path) -> None:
+    is_loopback = load("probes.py")["is_loopback"]
+    hosts = {
+        "127.0.0.1": True,
+        "127.8.9.10": True,
+        "::1": True,
+        "[::1]": True,
+        "::ffff:127.0.0.1": True,
+        "localhost": True,
+        "LocalHost": True,
+        "0.0.0.0": False,
+        "::": False,
+        "192.0.2.7": False,
+        "::ffff:192.0.2.7": False,
+        "2001:db8::7": False,
+        "example.com": False,
+        "": False,
+    }
+    assert {host: is_loopback(host) for host in hosts} == hosts
+
+
+def codes(probes: dict[str, Any], *requests: tuple[str, str | None]) -> list[int]:
+    """The status codes of /api/status for each (client address, token)."""
+    client = probes["app"].test_client()
+    return [
+        client.get(
+            "/api/status",
+            headers={} if token is None else {"X-Status-Token": token},
+            environ_base={"REMOTE_ADDR": address},
+        ).status_code
+        for address, token in requests
+    ]
+
+
+def test_default_token_only_from_loopback(
+    database: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    probes = load("probes.py")
+    init_db(probes)  # so that an accepted request answers 200 (WARN)
+    assert codes(
+        probes,
+        ("127.0.0.1", "change-me"),
+        ("::1", "change-me"),
+        ("127.0.0.1", "wrong"),
+        ("127.0.0.1", None),
+        ("192.0.2.7", "change-me"),
+        ("2001:db8::7", "change-me"),
+        ("192.0.2.7", "wrong"),
+    ) == [200, 200, 401, 401, 401, 401, 401]
+    refusals = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    refusals = [m for m in refusals if m.startswith("Refused")]
+    assert refusals == [
+        f"Refused the default token from {address}: it is for local use only;"
+        " set PROBES_TOKEN to a secret."
+        for address in ("192.0.2.7", "2001:db8::7")
+    ]
+
+
+def test_a_token_of_ones_own_works_from_anywhere(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROBES_TOKEN", "s3cret")
+    probes = load("probes.py")
+    init_db(probes)
+    assert codes(
+        probes,
+        ("192.0.2.7", "s3cret"),
+        ("127.0.0.1", "s3cret"),
+        ("127.0.0.1", "change-me"),
+        ("192.0.2.7", None),
+    ) == [200, 200, 401, 401]
+
+
+def test_an_empty_token_is_the_default(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROBES_TOKEN", "")  # not "any empty header will do"
+    probes = load("probes.py")
+    init_db(probes)
+    assert codes(
+        probes,
+        ("127.0.0.1", None),
+        ("127.0.0.1", ""),
+        ("127.0.0.1", "change-me"),
+        ("192.0.2.7", "change-me"),
+    ) == [401, 401, 200, 401]
+
+
+def probes_environ(**settings: str) -> dict[str, str]:
+    """The environment for a process running examples/probes.py: this
+    process's, as the database fixture set it, but HOST and PORT."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT")}
+    env.update(settings)
+    return env
+
+
+def test_probes_will_not_start_beyond_loopback_with_the_default_token(
+    database: Path,
+) -> None:
+    for host, token in (
+        ("0.0.0.0", None),
+        ("::", None),
+        ("192.0.2.7", ""),
+        ("0.0.0.0", "change-me"),
+    ):
+        env = probes_environ(HOST=host, PORT=str(free_port()))
+        if token is not None:
+            env["PROBES_TOKEN"] = token
+        result = subprocess.run(
+            [sys.executable, str(EXAMPLES / "probes.py")],
+            env=env,
+            cwd=database.parent,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (result.returncode, result.stdout, result.stderr) == (
+            1,
+            "",
+            REFUSED.format(host),
+        )
+
+
+def test_probes_starts_beyond_loopback_with_a_token(
+    database: Path, start: Start
+) -> None:
+    port = free_port()  # bound on every address, asked on 127.0.0.1 only
+    env = probes_environ(HOST="0.0.0.0", PORT=str(port))
+    env["PROBES_TOKEN"] = "s3cret"
+    start([sys.executable, str(EXAMPLES / "probes.py")], env, port)
+    assert get(port, "/livez") == (200, b'{"status":"OK"}')
+    assert get(port, "/api/status", {"X-Status-Token": "change-me"})[0] == 401
+
+
+def test_probes_serves_on_loopback_with_the_default_token(
+    database: Path, start: Start
+) -> None:
+    env = probes_environ(PORT=str(free_port()))
+    subprocess.run(  # the operator's step, as the docstring gives it
+        [sys.executable, "-m", "flask", "--app", "probes", "init-db"],
+        env=env,
+        cwd=EXAMPLES,
+        capture_output=True,
+        check=True,
+    )
+    port = int(env["PORT"])  # and no HOST: 127.0.0.1
+    start([sys.executable, str(EXAMPLES / "probes.py")], env, port)
+    code, body = get(port, "/api/status", {"X-Status-Token": "change-me"})
+    payload = json.loads(body)
+    assert (code, payload["status"], payload["database"]) == (200, "WARN", True)
+    assert payload["errors"]["cache"].startswith("ConnectionRefusedError: ")

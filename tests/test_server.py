@@ -62,6 +62,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         PROBES_CACHE=f"127.0.0.1:{cache.getsockname()[1]}",
         PROBES_TOKEN="s3cret",
     )
+    init_db = subprocess.run(  # the operator's step: the app creates no file
+        [sys.executable, "-m", "flask", "--app", "probes", "init-db"],
+        cwd=EXAMPLES,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert init_db.stdout == f"Created {folder / 'app.sqlite3'}\n"
     command = [sys.executable, "-m", "gunicorn", "--chdir", str(EXAMPLES)]
     command += ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "16"]
     process = subprocess.Popen(
@@ -158,6 +167,9 @@ def test_locked_database_times_out_within_its_deadline(server: Server) -> None:
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+        # The timed-out run goes on: sqlite's busy handler retries every 100 ms
+        # by now. Let it finish, lest the next tests' requests join it.
+        time.sleep(0.3)
     assert (code, body) == (
         503,
         {
@@ -181,8 +193,22 @@ def test_warn_without_the_cache(server: Server) -> None:
 
 def test_fail_without_the_database(server: Server) -> None:
     server.database.unlink()
-    assert server.get("/readyz") == (
+    code, body = server.get("/api/status", **AUTH)  # uncached: at once
+    assert (code, body["status"], body["database"]) == (503, "FAIL", False)
+    assert body["errors"]["database"] == (
+        "sqlite3.OperationalError: unable to open database file"
+    )
+    # /readyz reuses the database's result for 2 s (cache=2): until then each
+    # worker may still answer with the result from before the file went.
+    cached = (200, {"status": "WARN", "database": True, "cache": False})
+    deadline = time.monotonic() + 2 + 1  # the cache, and a margin
+    answers = [server.get("/readyz")]
+    while answers[-1] == cached and time.monotonic() < deadline:
+        time.sleep(0.1)
+        answers.append(server.get("/readyz"))
+    assert answers[-1] == (
         503,
         {"status": "FAIL", "database": False, "cache": False},
     )
+    assert all(answer == cached for answer in answers[:-1])
     assert server.get("/livez") == (200, {"status": "OK"})
