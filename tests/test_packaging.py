@@ -83,3 +83,22 @@ def test_sdist_holds_tests_and_docs(
     ):
         assert f"{prefix}/{name}" in names
     assert not any("/.ci/" in name for name in names)
+
+
+def test_wheel_metadata_names_the_licence_and_the_urls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wheel = _build("wheel", tmp_path, monkeypatch)
+    info = f"flask_status-{flask_status.__version__}.dist-info"
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = archive.read(f"{info}/METADATA").decode()
+        licence = archive.read(f"{info}/licenses/LICENSE").decode()
+    headers = metadata.split("\n\n", 1)[0].splitlines()
+    assert [h for h in headers if h.startswith(("License", "Project-URL"))] == [
+        "License-Expression: MIT",
+        "License-File: LICENSE",
+        "Project-URL: Changes, https://github.com/flask-status/flask-status/blob/main/CHANGES.md",
+        "Project-URL: Issues, https://github.com/flask-status/flask-status/issues",
+        "Project-URL: Source, https://github.com/flask-status/flask-status",
+    ]
+    assert licence == (ROOT / "LICENSE").read_text()
