@@ -296,6 +296,7 @@ class FlaskStatus:
         field = _Field(
             key,
             value,
+            callable(value),
             _bool(critical, "The critical option"),
             None if timeout is None else _timeout(timeout, "The timeout"),
             None if cache is None else _cache(cache, "The cache"),
@@ -477,9 +478,9 @@ class FlaskStatus:
         response: Response = app.response_class(
             writer.write(report, endpoint.parts(app), details),
             200 if name == "prometheus" else report.code,  # a scrape never fails
-            {"Cache-Control": "no-store"},
             content_type=writer.content_type,
         )
+        response.headers["Cache-Control"] = "no-store"
         return response
 
     def _shows_details(self, app: Flask) -> bool:
@@ -638,14 +639,11 @@ class _Settings(NamedTuple):
 class _Field(NamedTuple):
     key: str
     value: Any  # the static value, or the check
+    is_check: bool  # the value is callable
     critical: bool = True
     timeout: float | None = None
     cache: float | None = None
     every: float | None = None
-
-    @property
-    def is_check(self) -> bool:
-        return callable(self.value)
 
 
 def _json_value(what: str, value: object) -> None:
@@ -853,13 +851,9 @@ class _Endpoint:
         """Join or start a run of each check among ``fields``, wait for them
         until their deadlines, and judge the status."""
         outcomes = self._collect(app, [f for f in fields if f.is_check])
-        entries, failed = [], []
-        for field in fields:
-            outcome = outcomes.get(field.key)
-            entries.append((field, outcome))
-            if outcome is not None and not outcome.ok:
-                failed.append(field.critical)
-        state = "FAIL" if any(failed) else "WARN" if failed else "OK"
+        entries = [(field, outcomes.get(field.key)) for field in fields]
+        failed = {f.critical for f, outcome in entries if outcome and not outcome.ok}
+        state = "FAIL" if True in failed else "WARN" if failed else "OK"
         return _Report(self.settings.url, state, entries, self.settings.show_errors)
 
     def _collect(self, app: Flask, checks: list[_Field]) -> dict[str, _Outcome]:
