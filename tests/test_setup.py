@@ -1,0 +1,406 @@
+"""Setup that never surprises: what is refused at registration and at
+init_app, with errors that say where to look, and config left alone."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import inspect
+import threading
+from typing import Any
+from typing import Callable
+
+import pytest
+from flask import Flask
+from flask import abort
+from flask import request
+from flask.json.provider import DefaultJSONProvider
+
+from flask_status import FlaskStatus
+
+MAX = f"(threading.TIMEOUT_MAX, {threading.TIMEOUT_MAX:.0f})"
+NOT_JSON = (
+    "cannot be encoded as JSON; use a str, int, finite float, bool, None, or a"
+    " list or dict of them."
+)
+FROM_ENV = (
+    "Config values from environment variables are strings:"
+    " app.config.from_prefixed_env() parses numbers and booleans."
+)
+BOOLS = "app.config.from_prefixed_env() parses 'true' and 'false'."
+NEVER = (
+    "has a variable part, a query or a fragment, which a status route can never"
+    " answer; give a plain path such as '/api/status'."
+)
+
+
+def header(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """An authenticator that answers 401 unless the request has header ``name``."""
+
+    def authenticator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if name not in request.headers:
+                abort(401)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return authenticator
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ({"a"}, TypeError),
+        (datetime.date(2025, 1, 2), TypeError),  # plain JSON only, not the provider's
+        ({"ratio": float("nan")}, ValueError),
+        ([float("inf")], ValueError),
+    ],
+)
+def test_static_values_are_checked_before_the_app_is_known(
+    app: Flask, value: Any, kind: type[Exception]
+) -> None:
+    status = FlaskStatus()
+    with pytest.raises(kind) as error:
+        status.add_field("tags", value)
+    assert str(error.value) == f"The value of field 'tags' {value!r} {NOT_JSON}"
+    status.add_field("version", "1.0")
+    status.init_app(app)
+    assert app.test_client().get("/api/status").data == (
+        b'{"status":"OK","version":"1.0"}'
+    )
+
+
+def test_static_values_are_plain_json_whatever_the_provider(app: Flask) -> None:
+    class Lenient(DefaultJSONProvider):
+        def default(self, o: Any) -> Any:
+            return sorted(o) if isinstance(o, set) else super().default(o)
+
+    app.json = Lenient(app)
+    status = FlaskStatus(app)
+    with pytest.raises(TypeError) as error:
+        status.add_field("tags", {"a"})
+    assert str(error.value) == f"The value of field 'tags' {{'a'}} {NOT_JSON}"
+    status.add_field("tags", lambda: {"a"})  # a check's result may be anything
+    assert app.test_client().get("/api/status").data == b'{"status":"OK","tags":["a"]}'
+
+
+def test_static_values_are_copied(app: Flask) -> None:
+    status = FlaskStatus()
+    build: dict[str, Any] = {"version": "1.0", "tags": ["a"]}
+    status.add_field("build", build)
+    status.init_app(app)
+    later = {"region": "eu"}
+    status.add_field("later", later)
+    build["tags"].append("b")
+    build["version"] = "2.0"
+    later["region"] = "us"
+    assert app.test_client().get("/api/status").data == (
+        b'{"status":"OK","build":{"version":"1.0","tags":["a"]},'
+        b'"later":{"region":"eu"}}'
+    )
+    assert build == {"version": "2.0", "tags": ["a", "b"]}  # the user's, as edited
+
+
+@pytest.mark.parametrize("key", ["errors", "checks"])
+def test_reserved_message_keys_are_refused(app: Flask, key: str) -> None:
+    with pytest.raises(ValueError) as error:
+        FlaskStatus(message={"service": "api", key: "mine"})
+    assert str(error.value) == (
+        f"The status message has the key {key!r}, which the status endpoint"
+        " writes itself; rename that key."
+    )
+    app.config["STATUS_MESSAGE"] = {key: {}}
+    with pytest.raises(
+        ValueError, match=f"^The config key STATUS_MESSAGE has the key '{key}',"
+    ):
+        FlaskStatus(app)
+    assert [r.rule for r in app.url_map.iter_rules()] == ["/static/<path:filename>"]
+
+
+def test_both_reserved_keys_name_one(app: Flask) -> None:
+    with pytest.raises(ValueError) as error:
+        FlaskStatus(app, message={"errors": 1, "checks": 2})
+    assert str(error.value) == (
+        "The status message has the key 'checks', which the status endpoint"
+        " writes itself; rename that key."
+    )
+
+
+def test_status_stays_allowed_in_the_message(app: Flask) -> None:
+    status = FlaskStatus(app, message={"service": "api", "status": "UP"})
+    status.add_field("db", lambda: True)
+    assert app.test_client().get("/api/status").data == (
+        b'{"service":"api","status":"UP","db":true}'
+    )
+
+
+# Each case: the key, a bad value, the error's type and its exact text, which
+# names the key and the value and says what to give instead.
+# tests/test_checks.py::test_bad_config_fails_at_init_app has more.
+CONFIG_ERRORS: list[tuple[str, Any, type[Exception], str]] = [
+    ("STATUS_URL", "/status?x=1", ValueError, f"'/status?x=1' {NEVER}"),
+    ("STATUS_URL", "/status#top", ValueError, f"'/status#top' {NEVER}"),
+    ("STATUS_URL", 5, TypeError, "must be a string, not 5."),
+    (
+        "STATUS_URL",
+        "/status ",
+        ValueError,
+        "'/status ' is empty or has surrounding spaces; give a path such as"
+        " '/api/status'.",
+    ),
+    (
+        "STATUS_MESSAGE",
+        {"errors": []},
+        ValueError,
+        "has the key 'errors', which the status endpoint writes itself; rename"
+        " that key.",
+    ),
+    (
+        "STATUS_MESSAGE",
+        42,
+        TypeError,
+        "must be a string or a dict with string keys, not 42.",
+    ),
+    ("STATUS_MESSAGE", {"at": float("nan")}, ValueError, f"{{'at': nan}} {NOT_JSON}"),
+    (
+        "STATUS_TIMEOUT",
+        "5",
+        TypeError,
+        f"must be a number of seconds, not '5'. {FROM_ENV}",
+    ),
+    (
+        "STATUS_TIMEOUT",
+        0,
+        ValueError,
+        "0 is out of range; give a finite number of seconds above 0.",
+    ),
+    (
+        "STATUS_CACHE",
+        "10",
+        TypeError,
+        f"must be a number of seconds, not '10'. {FROM_ENV}",
+    ),
+    (
+        "STATUS_CACHE",
+        -1,
+        ValueError,
+        "-1 is out of range; give a finite number of seconds from 0.",
+    ),
+    (
+        "STATUS_EVERY",
+        "30",
+        TypeError,
+        f"must be a number of seconds, not '30'. {FROM_ENV}",
+    ),
+    (
+        "STATUS_EVERY",
+        float("nan"),
+        ValueError,
+        "nan is out of range; give a finite number of seconds from 0.",
+    ),
+    (
+        "STATUS_EVERY",
+        1e10,
+        ValueError,
+        f"10000000000.0 is more seconds than Python can wait {MAX}; give fewer.",
+    ),
+    (
+        "STATUS_SHOW_ERRORS",
+        "true",
+        TypeError,
+        f"must be True or False, not 'true'. {BOOLS}",
+    ),
+    ("STATUS_SHOW_ERRORS", 1, TypeError, "must be True or False, not 1."),
+    ("STATUS_WORKERS", -2, ValueError, "-2 must be 1 or more."),
+    ("STATUS_WORKERS", True, TypeError, "must be an int, not True."),
+    (
+        "STATUS_LOG",
+        "Every",
+        ValueError,
+        "'Every' is not a log mode; give 'transitions' (log when a check starts"
+        " failing and when it recovers) or 'every' (each failed run).",
+    ),
+    (
+        "STATUS_PER_CHECK",
+        "false",
+        TypeError,
+        f"must be True or False, not 'false'. {BOOLS}",
+    ),
+    ("STATUS_PER_CHECK", None, TypeError, "must be True or False, not None."),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "kind", "text"), CONFIG_ERRORS)
+def test_config_errors_say_where_to_look(
+    app: Flask, key: str, value: Any, kind: type[Exception], text: str
+) -> None:
+    app.config[key] = value
+    with pytest.raises(kind) as error:
+        FlaskStatus(app)
+    assert str(error.value) == f"The config key {key} {text}"
+
+
+def test_every_setting_has_a_config_error_case() -> None:
+    settings = set(inspect.signature(FlaskStatus).parameters) - {"app", "authenticator"}
+    keys = {f"STATUS_{name.upper()}" for name in settings}
+    assert keys == {key for key, *_ in CONFIG_ERRORS}
+    assert len(keys) == 9
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("STATUS_TIMEOUT", "5"),
+        ("STATUS_CACHE", "0.5"),
+        ("STATUS_EVERY", "30"),
+        ("STATUS_WORKERS", "4"),
+        ("STATUS_SHOW_ERRORS", "false"),
+        ("STATUS_PER_CHECK", "true"),
+    ],
+)
+def test_strings_from_the_environment_point_to_from_prefixed_env(
+    app: Flask, key: str, value: str
+) -> None:
+    app.config[key] = value
+    with pytest.raises(TypeError) as error:
+        FlaskStatus(app)
+    text = str(error.value)
+    assert text.startswith(f"The config key {key} ")
+    assert repr(value) in text
+    assert "app.config.from_prefixed_env()" in text
+
+
+def test_init_app_leaves_unset_config_keys_alone() -> None:
+    app = Flask(__name__)
+    message = {"service": "api", "meta": {"zone": "a"}}
+    app.config.update(STATUS_MESSAGE=message, STATUS_TIMEOUT=2)
+    before = dict(app.config)
+    status = FlaskStatus(app, url="/livez", show_errors=True)
+    status.add_field("db", lambda: True)
+    assert app.test_client().get("/livez").data == (
+        b'{"service":"api","meta":{"zone":"a"},"db":true}'
+    )
+    assert "STATUS_URL" not in app.config
+    assert "STATUS_SHOW_ERRORS" not in app.config
+    assert [k for k in app.config if k.startswith("STATUS_")] == [
+        "STATUS_MESSAGE",
+        "STATUS_TIMEOUT",
+    ]
+    assert dict(app.config) == before
+    assert app.config["STATUS_MESSAGE"] is message
+    assert message == {"service": "api", "meta": {"zone": "a"}}
+
+
+def test_a_second_authenticator_is_refused() -> None:
+    first, second = header("X-First"), header("X-Second")
+    for make in ("argument", "auth"):
+        app = Flask(__name__)
+        if make == "argument":
+            status = FlaskStatus(app, authenticator=first)
+        else:
+            status = FlaskStatus(app)
+            status.auth(first)
+        with pytest.raises(RuntimeError) as error:
+            status.auth(second)
+        assert str(error.value) == (
+            f"This FlaskStatus is already guarded by {first!r}; it cannot also"
+            f" take {second!r}. Combine them into one decorator that applies"
+            " both, and pass that once."
+        )
+        client = app.test_client()
+        assert client.get("/api/status").status_code == 401
+        assert client.get("/api/status", headers={"X-Second": "1"}).status_code == 401
+        assert client.get("/api/status", headers={"X-First": "1"}).status_code == 200
+
+
+def test_a_second_authenticator_as_a_decorator_is_refused(app: Flask) -> None:
+    first = header("X-First")
+    status = FlaskStatus(app, authenticator=first)
+    with pytest.raises(RuntimeError, match=r"^This FlaskStatus is already guarded by"):
+
+        @status.auth
+        def second(view: Callable[..., Any]) -> Callable[..., Any]:
+            return view
+
+    assert app.test_client().get("/api/status").status_code == 401
+
+
+def test_a_refused_authenticator_leaves_room_for_a_good_one(app: Flask) -> None:
+    status = FlaskStatus(app)
+    with pytest.raises(TypeError):
+        status.auth(lambda view: None)  # type: ignore[type-var]
+    status.auth(header("X-First"))
+    assert app.test_client().get("/api/status").status_code == 401
+
+
+def test_two_guards_combined_into_one(app: Flask) -> None:
+    first, second = header("X-First"), header("X-Second")
+
+    def both(view: Callable[..., Any]) -> Callable[..., Any]:
+        return first(second(view))
+
+    status = FlaskStatus(app, url="/readyz", authenticator=both, per_check=True)
+    status.add_field("db", lambda: True)
+    client = app.test_client()
+    for url in ("/readyz", "/readyz/db"):
+        assert client.get(url, headers={"X-First": "1"}).status_code == 401
+        assert client.get(url, headers={"X-Second": "1"}).status_code == 401
+        response = client.get(url, headers={"X-First": "1", "X-Second": "1"})
+        assert (response.status_code, response.data) == (
+            200,
+            b'{"status":"OK","db":true}',
+        )
+
+
+@pytest.mark.parametrize("url", ["/status/<name>", "/status?x=1", "/status#top"])
+def test_a_url_that_can_never_answer_is_refused(app: Flask, url: str) -> None:
+    with pytest.raises(ValueError) as error:
+        FlaskStatus(url=url)
+    assert str(error.value) == f"The status URL {url!r} {NEVER}"
+    with pytest.raises(ValueError) as error:
+        FlaskStatus(app, url=url)
+    assert str(error.value) == f"The status URL {url!r} {NEVER}"
+    app.config["STATUS_URL"] = url
+    with pytest.raises(ValueError) as error:
+        FlaskStatus(app)
+    assert str(error.value) == f"The config key STATUS_URL {url!r} {NEVER}"
+
+
+TOO_MANY = [(1e10, "10000000000.0"), (10**400, "1" + "0" * 400)]
+
+
+@pytest.mark.parametrize(("value", "shown"), TOO_MANY, ids=["1e10", "10**400"])
+@pytest.mark.parametrize(
+    ("option", "label"),
+    [
+        ("timeout", "The timeout"),
+        ("cache", "The cache"),
+        ("every", "The every interval"),
+    ],
+)
+def test_seconds_python_cannot_wait_are_refused(
+    app: Flask, option: str, label: str, value: Any, shown: str
+) -> None:
+    text = f"{label} {shown} is more seconds than Python can wait {MAX}; give fewer."
+    with pytest.raises(ValueError) as error:
+        FlaskStatus(**{option: value})
+    assert str(error.value) == text
+    with pytest.raises(ValueError) as error:
+        FlaskStatus(app).add_field("db", lambda: True, **{option: value})
+    assert str(error.value) == text
+
+
+def test_the_longest_wait_python_can_do_is_accepted(app: Flask) -> None:
+    most = threading.TIMEOUT_MAX
+    status = FlaskStatus(app, timeout=most, every=most)
+    status.add_field("db", lambda: True)
+    status.add_field("cache", lambda: 1, timeout=most, cache=most)
+    client = app.test_client()
+    for _ in range(2):
+        response = client.get("/api/status")
+        assert (response.status_code, response.data) == (
+            200,
+            b'{"status":"OK","db":true,"cache":1}',
+        )
