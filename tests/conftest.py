@@ -5,10 +5,14 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
+from typing import Protocol
 
 import pytest
 from flask import Flask
@@ -88,3 +92,41 @@ def start(tmp_path: Path) -> Iterator[Start]:
             except subprocess.TimeoutExpired:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    """An event that hung checks wait on; set when the test ends, so that
+    their threads go back to the pool."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def status_threads() -> set[threading.Thread]:
+    """The pool's worker threads alive now; tests count those new since a
+    snapshot."""
+    return {t for t in threading.enumerate() if t.name == "flask-status"}
+
+
+class Gunicorn(Protocol):
+    def __call__(
+        self, source: str, *options: str
+    ) -> tuple[subprocess.Popen[bytes], int]: ...
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path, start: Start) -> Gunicorn:
+    """Serve ``source``, the text of a module defining ``app``, under a real
+    gunicorn on 127.0.0.1 at a free port with the options given; returns the
+    process (stopped by its PID afterwards) and the port."""
+    pytest.importorskip("gunicorn")
+
+    def serve(source: str, *options: str) -> tuple[subprocess.Popen[bytes], int]:
+        (tmp_path / "served.py").write_text(textwrap.dedent(source))
+        port = free_port()
+        command = [sys.executable, "-m", "gunicorn", "--chdir", str(tmp_path)]
+        command += ["--bind", f"127.0.0.1:{port}", *options, "served:app"]
+        return start(command, dict(os.environ), port), port
+
+    return serve

@@ -1,0 +1,154 @@
+"""Forked processes run their own checks: the child of os.fork() and the
+workers of gunicorn --preload, after the parent served requests or while a
+run was in flight in it."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import threading
+import time
+import warnings
+from typing import Any
+from typing import Callable
+
+import pytest
+from conftest import Gunicorn
+from conftest import get as http_get
+from flask import Flask
+from flask.testing import FlaskClient
+
+from flask_status import FlaskStatus
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here")
+
+
+def get(client: FlaskClient, url: str = "/api/status") -> tuple[int, Any]:
+    response = client.get(url)
+    return response.status_code, response.get_json()
+
+
+def in_child(work: Callable[[], Any], seconds: float = 10) -> tuple[int, Any]:
+    """Run ``work`` in a child of ``os.fork()``; returns the child's PID and
+    what ``work`` returned, through a pipe as JSON. A child that has not
+    answered within ``seconds`` is killed and fails the test: a deadlock
+    must not hang the suite."""
+    read, write = os.pipe()
+    with warnings.catch_warnings():  # 3.12+ warns of forking with threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read)
+            try:
+                text = json.dumps(work())
+            except BaseException as error:
+                text = json.dumps(f"the child failed: {error!r}")
+            data = text.encode()
+            while data:
+                data = data[os.write(write, data) :]
+        finally:
+            os._exit(0)
+    os.close(write)
+    chunks = []
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            if not select.select([read], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                pytest.fail(f"the child did not answer within {seconds} s")
+            chunk = os.read(read, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    return pid, json.loads(b"".join(chunks))
+
+
+def test_a_child_runs_checks_after_its_parent_did(
+    app: Flask, client: FlaskClient
+) -> None:
+    # The parent's worker is parked, idle: it did not come along.
+    FlaskStatus(app, timeout=2).add_field("pid", os.getpid)
+    assert get(client) == (200, {"status": "OK", "pid": os.getpid()})
+    child, answer = in_child(lambda: get(app.test_client()))
+    assert answer == [200, {"status": "OK", "pid": child}]
+    assert get(client) == (200, {"status": "OK", "pid": os.getpid()})
+
+
+def test_a_child_starts_its_own_run_of_one_in_flight_in_the_parent(
+    app: Flask, gate: threading.Event
+) -> None:
+    parent = os.getpid()
+    entered = threading.Event()
+
+    def check() -> int:
+        if os.getpid() == parent:
+            entered.set()
+            gate.wait(5)
+        return os.getpid()
+
+    FlaskStatus(app, timeout=2).add_field("pid", check)
+    answers: list[tuple[int, Any]] = []
+    request = threading.Thread(target=lambda: answers.append(get(app.test_client())))
+    request.start()
+    try:
+        assert entered.wait(5)  # the parent's run is in flight: fork now
+        child, answer = in_child(lambda: get(app.test_client()))
+    finally:
+        gate.set()
+        request.join()
+    assert answer == [200, {"status": "OK", "pid": child}]
+    assert answers == [(200, {"status": "OK", "pid": parent})]
+
+
+PRELOADED = """
+    import os
+    import time
+
+    from flask import Flask
+
+    from flask_status import FlaskStatus
+
+    app = Flask(__name__)
+    status = FlaskStatus(app, url="/readyz")
+    status.add_field("db", lambda: time.sleep(0.05) or "up")
+    status.add_field("pid", os.getpid)
+
+    # Served in gunicorn's master, at import, before it forks the workers.
+    answer = app.test_client().get("/readyz")
+    assert answer.status_code == 200, answer.data
+    assert answer.get_json() == {"status": "OK", "db": "up", "pid": os.getpid()}
+"""
+
+
+def test_gunicorn_preload_workers_run_checks(gunicorn: Gunicorn) -> None:
+    process, port = gunicorn(
+        PRELOADED, "--preload", "--workers", "2", "--worker-class", "sync"
+    )
+    answers: list[tuple[int, bytes]] = []
+
+    def ask() -> None:
+        for _ in range(5):
+            answers.append(http_get(port, "/readyz"))
+
+    # Four clients at once: while one sync worker is busy, the other accepts.
+    clients = [threading.Thread(target=ask) for _ in range(4)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    assert len(answers) == 20
+    payloads = [(code, json.loads(body)) for code, body in answers]
+    pids = {payload.get("pid") for _, payload in payloads}
+    assert payloads == [
+        (200, {"status": "OK", "db": "up", "pid": payload.get("pid")})
+        for _, payload in payloads
+    ]
+    assert process.pid not in pids
+    assert len(pids) == 2  # both workers answered
