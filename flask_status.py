@@ -533,12 +533,7 @@ def _message(value: object, what: str) -> dict[str, Any]:
 
 def _seconds(value: object, what: str, least: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        hint = ""
-        if isinstance(value, str) and what.startswith("The config key"):
-            hint = (
-                " Config values from environment variables are strings:"
-                " app.config.from_prefixed_env() parses numbers and booleans."
-            )
+        hint = _env_hint(value, what)
         raise TypeError(f"{what} must be a number of seconds, not {value!r}.{hint}")
     if not 0 <= value < math.inf or (value == 0 and least == "above"):
         raise ValueError(
@@ -551,6 +546,16 @@ def _seconds(value: object, what: str, least: str) -> float:
             f" (threading.TIMEOUT_MAX, {threading.TIMEOUT_MAX:.0f}); give fewer."
         )
     return float(value)
+
+
+def _env_hint(value: object, what: str) -> str:
+    """For a string in the config, where such strings come from."""
+    if not (isinstance(value, str) and what.startswith("The config key")):
+        return ""
+    return (
+        " Config values from environment variables are strings:"
+        " app.config.from_prefixed_env() parses numbers and booleans."
+    )
 
 
 def _timeout(value: object, what: str) -> float:
@@ -567,16 +572,17 @@ def _every(value: object, what: str) -> float:
 
 def _bool(value: object, what: str) -> bool:
     if not isinstance(value, bool):
-        hint = ""
-        if isinstance(value, str) and what.startswith("The config key"):
-            hint = " app.config.from_prefixed_env() parses 'true' and 'false'."
-        raise TypeError(f"{what} must be True or False, not {value!r}.{hint}")
+        raise TypeError(
+            f"{what} must be True or False, not {value!r}.{_env_hint(value, what)}"
+        )
     return value
 
 
 def _workers(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, not {value!r}.")
+        raise TypeError(
+            f"{what} must be an int, not {value!r}.{_env_hint(value, what)}"
+        )
     if value < 1:
         raise ValueError(f"{what} {value!r} must be 1 or more.")
     return value

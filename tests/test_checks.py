@@ -584,7 +584,8 @@ def test_options_on_a_static_value_are_refused(app: Flask) -> None:
             "yes",
             TypeError,
             "The config key STATUS_SHOW_ERRORS must be True or False, not 'yes'."
-            " app.config.from_prefixed_env() parses 'true' and 'false'.",
+            " Config values from environment variables are strings:"
+            " app.config.from_prefixed_env() parses numbers and booleans.",
         ),
         (
             "STATUS_URL",

@@ -209,7 +209,8 @@ def test_per_check_config_must_be_a_bool(app: Flask) -> None:
         FlaskStatus(app)
     assert str(error.value) == (
         "The config key STATUS_PER_CHECK must be True or False, not 'true'."
-        " app.config.from_prefixed_env() parses 'true' and 'false'."
+        " Config values from environment variables are strings:"
+        " app.config.from_prefixed_env() parses numbers and booleans."
     )
 
 

@@ -27,7 +27,7 @@ FROM_ENV = (
     "Config values from environment variables are strings:"
     " app.config.from_prefixed_env() parses numbers and booleans."
 )
-BOOLS = "app.config.from_prefixed_env() parses 'true' and 'false'."
+BOOLS = FROM_ENV
 NEVER = (
     "has a variable part, a query or a fragment, which a status route can never"
     " answer; give a plain path such as '/api/status'."
