@@ -895,14 +895,28 @@ class _Endpoint:
             if run.every:
                 _scheduler.watch(self, app, run)
         if latch is not None:
-            deadline = max(run.deadline for run in waiting)
-            wait = min(_SPREAD_AFTER, deadline - time.monotonic())
+            soonest = min(run.deadline for run in waiting)
+            wait = min(_SPREAD_AFTER, soonest - time.monotonic())
             if not latch.lock.acquire(timeout=max(0.0, wait)):
                 _pool.spread()  # a slow check: the queued ones get workers
-                latch.lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+                self._wait(app, latch, waiting)
         for run in waiting:
             outcomes[run.field.key] = run.outcome or self.expire(app, run)
         return outcomes
+
+    def _wait(self, app: Flask, latch: _Latch, runs: list[_Run]) -> None:
+        """Wait for ``runs`` until the latch opens, giving each up at its own
+        deadline, so that its worker goes to a run waiting for one."""
+        while True:
+            now = time.monotonic()
+            for run in runs:
+                if run.outcome is None and run.deadline <= now:
+                    self.expire(app, run)
+            pending = [run.deadline for run in runs if run.outcome is None]
+            if not pending:
+                return
+            if latch.lock.acquire(timeout=max(0.0, min(pending) - now)):
+                return
 
     def _start(self, field: _Field, now: float, before: _Run | None) -> _Run:
         """A new run of ``field``'s check, after ``before``; lock held."""
@@ -1208,12 +1222,14 @@ class _Pool:
     def _run_batch(self, app: Flask, task: Any) -> None:
         """Run ``task``, then the tasks queued behind it for the same app, in
         one application context."""
-        context = app.app_context()
+        context = None
         try:
+            context = app.app_context()
             context.push()
-        except BaseException as error:  # a receiver of appcontext_pushed
-            with _suppressed():
-                context.pop()
+        except BaseException as error:  # a receiver of appcontext_pushed, say
+            if context is not None:
+                with _suppressed():
+                    context.pop()
             task.abandon(app, f"the app context failed: {_describe(error)}")
             return
         try:
