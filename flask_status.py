@@ -1096,7 +1096,7 @@ class _Endpoint:
     def exclusions(self, app: Flask, values: list[str]) -> set[str]:
         """The field keys named by ``?exclude=`` values; a name that is no
         field is logged, once."""
-        names = {n.strip() for v in values for n in v.split(",")} - {""}
+        names = _names(values)
         unknown = names.difference(self.status._fields) - self.unknown
         if unknown and len(self.unknown) < _UNKNOWN_NAMES:
             self.unknown |= unknown
@@ -1121,6 +1121,11 @@ class _Endpoint:
         ):
             self._parts = parts = _Parts.make(app.json, fields, self.settings.message)
         return parts
+
+
+def _names(values: Iterable[str]) -> set[str]:
+    """The field keys in ``exclude`` values, repeated or comma-separated."""
+    return {n.strip() for v in values for n in v.split(",")} - {""}
 
 
 def _timed_out(run: _Run) -> _Outcome:
@@ -1582,12 +1587,18 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
                 param_hint="--url",
             )
         served = {url: served[url]}
+    excluded = _names(exclude)
+    unknown = excluded.difference(*(status._fields for status in served.values()))
+    if unknown:
+        app.logger.warning(
+            "Cannot exclude %s: no endpoint has such a field.",
+            ", ".join(map(repr, sorted(unknown))),
+        )
     failed = False
     for path, status in served.items():
-        endpoint = status._apps[app]
-        excluded = endpoint.exclusions(app, list(exclude))
         fields = [f for k, f in status._fields.items() if k not in excluded]
-        once = _Endpoint(status, endpoint.settings, one_shot=True)  # no history
+        settings = status._apps[app].settings
+        once = _Endpoint(status, settings, one_shot=True)  # no history
         report = once.report(app, fields)
         click.echo(f"{path} {_write_json(report, once.parts(app), True)}")
         failed = failed or report.state == "FAIL"

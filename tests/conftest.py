@@ -11,12 +11,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from typing import Callable
 from typing import Protocol
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+
+from flask_status import FlaskStatus
 
 
 @pytest.fixture
@@ -29,6 +32,16 @@ def app() -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 5.0) -> None:
+    """Poll until ``condition()`` is true, for what other threads do (listeners,
+    schedules); fail the test, saying ``what``, after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"Waited {timeout} s in vain for {what}.")
+        time.sleep(0.005)
 
 
 def free_port() -> int:
@@ -130,3 +143,37 @@ def gunicorn(tmp_path: Path, start: Start) -> Gunicorn:
         return start(command, dict(os.environ), port), port
 
     return serve
+
+
+def counted(calls: list[str], key: str, value: Any) -> Callable[[], Any]:
+    """A check that notes each call in ``calls`` and returns ``value``."""
+
+    def check() -> Any:
+        calls.append(key)
+        return value
+
+    return check
+
+
+def build_readyz(app: Flask, calls: list[str], **options: Any) -> FlaskStatus:
+    """/readyz with a static version, a passing db, a failing non-critical
+    cache and a failing critical queue."""
+    status = FlaskStatus(app, url="/readyz", **options)
+    status.add_field("version", "1.2.3")
+    status.add_field("db", counted(calls, "db", 3))
+    status.add_field("cache", counted(calls, "cache", False), critical=False)
+    status.add_field("queue", counted(calls, "queue", False))
+    return status
+
+
+def prometheus(
+    client: FlaskClient, path: str, headers: dict[str, str] | None = None
+) -> str:
+    """Scrape ``path`` as Prometheus would: always 200, never cached."""
+    response = client.get(path, headers=headers or {})
+    assert response.status_code == 200  # a scrape never fails
+    assert (
+        response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    )
+    assert response.headers["Cache-Control"] == "no-store"
+    return response.get_data(as_text=True)

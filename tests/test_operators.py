@@ -4,13 +4,12 @@ text and details for the authorized, through the test client."""
 from __future__ import annotations
 
 import functools
-import re
-import threading
-import time
 from typing import Any
 from typing import Callable
 
 import pytest
+from conftest import build_readyz
+from conftest import prometheus
 from flask import Flask
 from flask import abort
 from flask import request
@@ -20,27 +19,6 @@ from flask_status import FlaskStatus
 
 HEALTH = {"Accept": "application/health+json"}
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def counted(calls: list[str], key: str, value: Any) -> Callable[[], Any]:
-    """A check that notes each call in ``calls`` and returns ``value``."""
-
-    def check() -> Any:
-        calls.append(key)
-        return value
-
-    return check
-
-
-def build(app: Flask, calls: list[str], **options: Any) -> FlaskStatus:
-    """/readyz with a static version, a passing db, a failing non-critical
-    cache and a failing critical queue."""
-    status = FlaskStatus(app, url="/readyz", **options)
-    status.add_field("version", "1.2.3")
-    status.add_field("db", counted(calls, "db", 3))
-    status.add_field("cache", counted(calls, "cache", False), critical=False)
-    status.add_field("queue", counted(calls, "queue", False))
-    return status
 
 
 def warnings(caplog: pytest.LogCaptureFixture, app: Flask) -> list[str]:
@@ -59,7 +37,7 @@ def warnings(caplog: pytest.LogCaptureFixture, app: Flask) -> list[str]:
 
 def test_excluded_fields_neither_run_nor_show(app: Flask, client: FlaskClient) -> None:
     calls: list[str] = []
-    build(app, calls)
+    build_readyz(app, calls)
     response = client.get("/readyz?exclude=queue")
     assert (response.status_code, response.data) == (
         200,
@@ -83,7 +61,7 @@ def test_excluded_fields_neither_run_nor_show(app: Flask, client: FlaskClient) -
 def test_unknown_exclude_is_warned_once_per_name(
     app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    build(app, [])
+    build_readyz(app, [])
     for _ in range(3):
         response = client.get("/readyz?exclude=nope,queue")
         assert (response.status_code, response.data) == (
@@ -100,7 +78,7 @@ def test_unknown_exclude_is_warned_once_per_name(
 def test_unknown_exclude_warnings_are_bounded(
     app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    build(app, [])
+    build_readyz(app, [])
     for number in range(100):  # a client inventing names cannot flood the log
         assert client.get(f"/readyz?exclude=x{number}").status_code == 503
     assert len(warnings(caplog, app)) == 64
@@ -108,7 +86,7 @@ def test_unknown_exclude_warnings_are_bounded(
 
 def test_cli_exclude(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
     calls: list[str] = []
-    build(app, calls)
+    build_readyz(app, calls)
     runner = app.test_cli_runner()
     result = runner.invoke(args=["status", "--exclude", "queue"])
     assert (result.exit_code, result.output) == (
@@ -128,7 +106,22 @@ def test_cli_exclude(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
         '"queue":false}\n',
     )
     assert warnings(caplog, app) == [
-        "Cannot exclude 'nope' from /readyz: there is no such field."
+        "Cannot exclude 'nope': no endpoint has such a field."
+    ]
+
+
+def test_cli_exclude_warns_only_of_names_no_endpoint_has(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    FlaskStatus(app, url="/livez")
+    FlaskStatus(app, url="/readyz").add_field("db", lambda: 1)
+    result = app.test_cli_runner().invoke(args=["status", "--exclude", "db,dbb"])
+    assert (result.exit_code, result.output) == (
+        0,
+        '/livez {"status":"OK"}\n/readyz {"status":"OK"}\n',
+    )
+    assert warnings(caplog, app) == [
+        "Cannot exclude 'dbb': no endpoint has such a field."
     ]
 
 
@@ -137,7 +130,7 @@ def test_cli_exclude(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
 
 def test_per_check_route_judges_one_field(app: Flask, client: FlaskClient) -> None:
     calls: list[str] = []
-    build(app, calls, per_check=True, message={"status": "OK", "service": "api"})
+    build_readyz(app, calls, per_check=True, message={"status": "OK", "service": "api"})
     expected = {
         "db": (200, b'{"status":"OK","service":"api","db":3}', ["db"]),
         "cache": (200, b'{"status":"WARN","service":"api","cache":false}', ["cache"]),
@@ -160,7 +153,7 @@ def test_per_check_route_judges_one_field(app: Flask, client: FlaskClient) -> No
 def test_per_check_route_shows_its_error_and_formats(
     app: Flask, client: FlaskClient
 ) -> None:
-    build(app, [], per_check=True, show_errors=True)
+    build_readyz(app, [], per_check=True, show_errors=True)
     response = client.get("/readyz/queue")
     assert response.data == (
         b'{"status":"FAIL","queue":false,"errors":{"queue":"returned False"}}'
@@ -177,7 +170,7 @@ def test_per_check_route_other_methods_are_405(
     app: Flask, client: FlaskClient, method: str
 ) -> None:
     calls: list[str] = []
-    build(app, calls, per_check=True)
+    build_readyz(app, calls, per_check=True)
     response = client.open("/readyz/db", method=method)
     assert (response.status_code, sorted(response.allow)) == (405, ["GET", "HEAD"])
     assert calls == []
@@ -238,7 +231,7 @@ def test_authenticator_runs_before_every_route_query_and_format(
 ) -> None:
     calls: list[str] = []
     seen: list[dict[str, Any]] = []
-    status = build(app, calls, per_check=True)
+    status = build_readyz(app, calls, per_check=True)
 
     @status.auth
     def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -270,192 +263,13 @@ def test_authenticator_runs_before_every_route_query_and_format(
     assert seen == [{}, {}, {}, {}, {"key": "db"}, {"key": "anything"}]
 
 
-# -- durations in application/health+json --------------------------------------
-
-
-def entries(client: FlaskClient, path: str = "/readyz") -> dict[str, Any]:
-    body = client.get(path, headers=HEALTH).get_json(force=True)
-    return {key: entry for key, [entry] in body["checks"].items()}
-
-
-def test_every_check_entry_has_a_duration(app: Flask, client: FlaskClient) -> None:
-    status = FlaskStatus(app, url="/readyz", show_errors=True)
-    status.add_field("version", "1.2.3")
-    status.add_field("quick", lambda: 1)
-
-    @status.field
-    def slow() -> int:
-        time.sleep(0.1)
-        return 2
-
-    @status.field
-    def broken() -> None:
-        time.sleep(0.05)
-        raise RuntimeError("down")
-
-    checks = entries(client)
-    assert list(checks) == ["quick", "slow", "broken"]
-    assert all(type(entry["duration"]) is float for entry in checks.values())
-    assert 0 <= checks["quick"]["duration"] < 0.05
-    assert 0.1 <= checks["slow"]["duration"] < 1
-    assert 0.05 <= checks["broken"]["duration"] < 1
-    assert checks["broken"]["output"] == "RuntimeError: down"
-    assert client.get("/readyz").data == (  # the classic payload: no durations
-        b'{"status":"FAIL","version":"1.2.3","quick":1,"slow":2,"broken":false,'
-        b'"errors":{"broken":"RuntimeError: down"}}'
-    )
-
-
-def test_timed_out_check_lasts_its_timeout(app: Flask, client: FlaskClient) -> None:
-    release = threading.Event()
-    status = FlaskStatus(app, url="/readyz", show_errors=True)
-    status.add_field("hung", lambda: release.wait(5), timeout=0.2)
-    try:
-        for reason in ("timed out after 0.2 s", "timed out after 0.2 s; still running"):
-            entry = entries(client)["hung"]
-            assert entry["output"] == reason
-            assert 0.2 <= entry["duration"] < 0.5
-    finally:
-        release.set()
-
-
-def test_a_cached_result_keeps_its_duration_and_time(
-    app: Flask, client: FlaskClient
-) -> None:
-    calls: list[str] = []
-    status = FlaskStatus(app, url="/readyz")
-
-    @status.field(cache=5)
-    def db() -> int:
-        calls.append("db")
-        time.sleep(0.05)
-        return 1
-
-    first = entries(client)["db"]
-    assert first["duration"] >= 0.05
-    time.sleep(0.05)
-    assert entries(client)["db"] == first
-    text = client.get("/readyz?format=prometheus").data.decode()
-    [duration] = re.findall(
-        r'check_duration_seconds\{url="/readyz",check="db"} (.+)', text
-    )
-    assert round(float(duration), 6) == first["duration"]  # the same run
-    assert calls == ["db"]
-
-
-# -- Prometheus text -----------------------------------------------------------
-
-EXPECTED = """\
-# HELP flask_status_up 1 unless the endpoint's status is FAIL.
-# TYPE flask_status_up gauge
-flask_status_up{url="/readyz"} UP
-# HELP flask_status_check_up 1 if the check passed, 0 if it failed.
-# TYPE flask_status_check_up gauge
-flask_status_check_up{url="/readyz",check="db"} 1
-flask_status_check_up{url="/readyz",check="cache"} 0
-flask_status_check_up{url="/readyz",check="queue"} QUEUE
-# HELP flask_status_check_duration_seconds How long the check's latest run took.
-# TYPE flask_status_check_duration_seconds gauge
-flask_status_check_duration_seconds{url="/readyz",check="db"} D
-flask_status_check_duration_seconds{url="/readyz",check="cache"} D
-flask_status_check_duration_seconds{url="/readyz",check="queue"} D
-"""
-
-
-def prometheus(
-    client: FlaskClient, path: str, headers: dict[str, str] | None = None
-) -> str:
-    response = client.get(path, headers=headers or {})
-    assert response.status_code == 200  # a scrape never fails
-    assert response.headers["Content-Type"] == PROMETHEUS
-    assert response.headers["Cache-Control"] == "no-store"
-    return response.get_data(as_text=True)
-
-
-@pytest.mark.parametrize(("queue", "up"), [(True, "1"), (False, "0")])
-def test_prometheus_exact_text(
-    app: Flask, client: FlaskClient, queue: bool, up: str
-) -> None:
-    status = FlaskStatus(app, url="/readyz")
-    status.add_field("version", "1.2.3")  # static: no metric
-    status.add_field("db", lambda: 3)
-    status.add_field("cache", lambda: False, critical=False)  # WARN: still up
-    status.add_field("queue", lambda: queue)
-    expected = EXPECTED.replace("UP", up).replace("QUEUE", str(int(queue)))
-    pattern = re.escape(expected).replace("D", "([0-9.e+-]+)")
-    match = re.fullmatch(pattern, prometheus(client, "/readyz?format=prometheus"))
-    assert match is not None
-    assert all(0 <= float(d) < 1 for d in match.groups())
-    assert client.get("/readyz").status_code == (200 if queue else 503)
-
-
-def test_prometheus_parses_and_escapes_labels(app: Flask, client: FlaskClient) -> None:
-    parser = pytest.importorskip("prometheus_client.parser")
-    key = 'say "hi"\\there\nnow'
-    status = FlaskStatus(app, url="/readyz")
-    status.add_field("version", "1.2.3")
-    status.add_field(key, lambda: True)
-    status.add_field("queue", lambda: False)
-    text = prometheus(client, "/readyz?format=prometheus")
-    assert 'check="say \\"hi\\"\\\\there\\nnow"} 1\n' in text
-    families = {f.name: f for f in parser.text_string_to_metric_families(text)}
-    assert {name: f.type for name, f in families.items()} == {
-        "flask_status_up": "gauge",
-        "flask_status_check_up": "gauge",
-        "flask_status_check_duration_seconds": "gauge",
-    }
-    assert families["flask_status_up"].documentation == (
-        "1 unless the endpoint's status is FAIL."
-    )
-    assert [(s.labels, s.value) for s in families["flask_status_up"].samples] == [
-        ({"url": "/readyz"}, 0)
-    ]
-    assert [(s.labels, s.value) for s in families["flask_status_check_up"].samples] == [
-        ({"url": "/readyz", "check": key}, 1),
-        ({"url": "/readyz", "check": "queue"}, 0),
-    ]
-    durations = families["flask_status_check_duration_seconds"].samples
-    assert [s.labels["check"] for s in durations] == [key, "queue"]
-    assert all(0 <= s.value < 1 for s in durations)
-
-
-def test_prometheus_without_checks_and_with_exclude(
-    app: Flask, client: FlaskClient
-) -> None:
-    calls: list[str] = []
-    build(app, calls)
-    text = prometheus(client, "/readyz?format=prometheus&exclude=db,cache,queue")
-    assert text == (
-        "# HELP flask_status_up 1 unless the endpoint's status is FAIL.\n"
-        "# TYPE flask_status_up gauge\n"
-        'flask_status_up{url="/readyz"} 1\n'
-    )
-    assert calls == []
-    text = prometheus(client, "/readyz?exclude=queue&format=prometheus")
-    assert 'flask_status_up{url="/readyz"} 1\n' in text
-    assert "queue" not in text
-    assert sorted(calls) == ["cache", "db"]
-
-
-def test_unknown_format_is_400(app: Flask, client: FlaskClient) -> None:
-    calls: list[str] = []
-    build(app, calls)
-    response = client.get("/readyz?format=xml")
-    assert response.status_code == 400
-    assert (
-        b"Unknown format &#39;xml&#39;; use one of: json, health, prometheus."
-        in response.data
-    )
-    assert calls == []
-
-
 # -- details for the authorized ------------------------------------------------
 
 
 def test_details_hidden_when_the_predicate_is_false(
     app: Flask, client: FlaskClient
 ) -> None:
-    status = build(app, [], per_check=True, show_errors=True)
+    status = build_readyz(app, [], per_check=True, show_errors=True)
     status.details_when(lambda: "X-Ops" in request.headers)
     ops = {"X-Ops": "1"}
     hidden = {
@@ -552,7 +366,7 @@ def test_details_when_twice_and_not_callable(app: Flask) -> None:
 
 
 def test_flask_status_shows_details_whatever_the_predicate(app: Flask) -> None:
-    status = build(app, [])
+    status = build_readyz(app, [])
     status.details_when(lambda: False)
     result = app.test_cli_runner().invoke(args=["status", "--exclude", "queue"])
     assert (result.exit_code, result.output) == (
