@@ -1,0 +1,415 @@
+"""Status changes: on_change listeners and StatusChange, and the logs of
+failing and recovering checks (STATUS_LOG)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import wait_for
+from flask import Flask
+from flask import current_app
+from flask.testing import FlaskClient
+
+import flask_status
+from flask_status import FlaskStatus
+from flask_status import StatusChange
+
+URL = "/readyz"
+
+
+def get(client: FlaskClient, url: str = URL) -> tuple[int, Any]:
+    response = client.get(url)
+    return response.status_code, response.get_json()
+
+
+def change(
+    check: str | None, old: str | None, new: str, reason: str | None = None
+) -> StatusChange:
+    """A change at /readyz, with ``at`` zeroed to compare against ``timeless``."""
+    return StatusChange(URL, check, old, new, reason, 0.0)
+
+
+def timeless(changes: list[StatusChange]) -> list[StatusChange]:
+    return [c._replace(at=0.0) for c in changes]
+
+
+class Switch:
+    """A check whose next results the test sets: True passes, False fails,
+    an exception is raised."""
+
+    def __init__(self, result: object = True) -> None:
+        self.result = result
+        self.calls = 0
+
+    def __call__(self) -> object:
+        self.calls += 1
+        if isinstance(self.result, BaseException):
+            raise self.result
+        return self.result
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """An event that blocked listeners wait for; set when the test ends."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def test_status_change_is_an_immutable_named_tuple() -> None:
+    item = StatusChange("/readyz", "db", "OK", "FAIL", "returned False", 1.5)
+    with pytest.raises(AttributeError):
+        item.new = "OK"  # type: ignore[misc]
+    assert "StatusChange" in flask_status.__all__
+    assert StatusChange._fields == ("url", "check", "old", "new", "reason", "at")
+    assert tuple(item) == ("/readyz", "db", "OK", "FAIL", "returned False", 1.5)
+    assert repr(item) == (
+        "StatusChange(url='/readyz', check='db', old='OK', new='FAIL',"
+        " reason='returned False', at=1.5)"
+    )
+
+
+def test_on_change_returns_the_listener_and_refuses_non_callables(
+    app: Flask,
+) -> None:
+    status = FlaskStatus(app)
+
+    def listener(change: StatusChange) -> None:
+        pass
+
+    assert status.on_change(listener) is listener
+
+    @status.on_change
+    def decorated(change: StatusChange) -> None:
+        pass
+
+    assert decorated.__name__ == "decorated"
+    with pytest.raises(TypeError) as error:
+        status.on_change(42)  # type: ignore[type-var]
+    assert str(error.value) == (
+        "The listener 42 must be a callable taking one StatusChange."
+    )
+
+
+def test_changes_of_checks_and_of_the_endpoint_in_order(app: Flask) -> None:
+    """OK -> FAIL -> OK for a critical check, OK -> WARN -> OK for another,
+    each change once, with the overall status (check=None) after them."""
+    db, cache = Switch(), Switch()
+    status = FlaskStatus(app, url=URL, workers=1, show_errors=True)  # runs in order
+    status.add_field("db", db)
+    status.add_field("cache", cache, critical=False)
+    status.add_field("version", "1.0")  # static: never a change
+    seen: list[tuple[str, str, StatusChange]] = []
+    main = threading.current_thread()
+
+    @status.on_change
+    def first(change: StatusChange) -> None:
+        assert threading.current_thread() is not main
+        seen.append(("first", threading.current_thread().name, change))
+
+    @status.on_change
+    def second(change: StatusChange) -> None:
+        seen.append(("second", current_app.name, change))  # in an app context
+
+    client = app.test_client()
+    expected = [
+        change("db", None, "OK"),
+        change("cache", None, "OK"),
+        change(None, None, "OK"),
+    ]
+    before = time.time()
+    assert get(client)[0] == 200
+    wait_for(lambda: len(seen) == 2 * len(expected), "the first changes")
+    db.result = ZeroDivisionError("division by zero")
+    code, body = get(client)
+    assert (code, body["errors"]) == (
+        503,
+        {"db": "ZeroDivisionError: division by zero"},
+    )
+    expected += [
+        change("db", "OK", "FAIL", "ZeroDivisionError: division by zero"),
+        change(None, "OK", "FAIL"),
+    ]
+    wait_for(lambda: len(seen) == 2 * len(expected), "the failure")
+    assert get(client)[0] == 503  # failing again: no change
+    db.result, cache.result = True, False
+    assert get(client) == (
+        200,
+        {
+            "status": "WARN",
+            "db": True,
+            "cache": False,
+            "version": "1.0",
+            "errors": {"cache": "returned False"},
+        },
+    )
+    expected += [
+        change("db", "FAIL", "OK"),
+        change(None, "FAIL", "OK"),  # cache was still OK when db recovered
+        change("cache", "OK", "WARN", "returned False"),
+        change(None, "OK", "WARN"),
+    ]
+    wait_for(lambda: len(seen) == 2 * len(expected), "the recovery")
+    cache.result = True
+    assert get(client)[0] == 200
+    expected += [change("cache", "WARN", "OK"), change(None, "WARN", "OK")]
+    wait_for(lambda: len(seen) == 2 * len(expected), "the last changes")
+    after = time.time()
+    assert db.calls == cache.calls == 5
+    changes = [c for name, _, c in seen if name == "first"]
+    assert timeless(changes) == expected
+    # Every listener hears each change before the next change is told.
+    assert [(name, c) for name, _, c in seen] == [
+        (name, c) for c in changes for name in ("first", "second")
+    ]
+    assert {where for name, where, _ in seen if name == "first"} == {"flask-status"}
+    assert {where for name, where, _ in seen if name == "second"} == {app.name}
+    assert all(before <= c.at <= after for c in changes)
+    assert changes == sorted(changes, key=lambda c: c.at)
+
+
+def test_a_reused_cached_result_is_no_new_result(app: Flask) -> None:
+    db = Switch()
+    status = FlaskStatus(app, url=URL, cache=0.3)
+    status.add_field("db", db)
+    changes: list[StatusChange] = []
+    status.on_change(changes.append)
+    client = app.test_client()
+    assert get(client) == (200, {"status": "OK", "db": True})
+    db.result = False
+    assert get(client) == (200, {"status": "OK", "db": True})  # cached
+    wait_for(lambda: db.calls == 1 and len(changes) == 2, "the first changes")
+    wait_for(lambda: get(client)[0] == 503, "the cache to expire")
+    wait_for(lambda: len(changes) == 4, "the failure")
+    assert db.calls == 2
+    assert timeless(changes) == [
+        change("db", None, "OK"),
+        change(None, None, "OK"),
+        change("db", "OK", "FAIL", "returned False"),
+        change(None, "OK", "FAIL"),
+    ]
+
+
+def test_scheduled_runs_report_changes_without_requests(app: Flask) -> None:
+    db = Switch()
+    requests: list[str] = []
+
+    @app.before_request
+    def count() -> None:
+        requests.append("request")
+
+    status = FlaskStatus(app, url=URL, every=0.02)
+    status.add_field("db", db)
+    changes: list[StatusChange] = []
+    status.on_change(changes.append)
+    assert get(app.test_client()) == (200, {"status": "OK", "db": True})
+    wait_for(lambda: len(changes) == 2, "the first changes")
+    db.result = OSError("disk full")
+    wait_for(lambda: len(changes) == 4, "the failure, with no request")
+    db.result = True
+    wait_for(lambda: len(changes) == 6, "the recovery, with no request")
+    assert requests == ["request"]
+    assert db.calls >= 3
+    assert timeless(changes) == [
+        change("db", None, "OK"),
+        change(None, None, "OK"),
+        change("db", "OK", "FAIL", "OSError: disk full"),
+        change(None, "OK", "FAIL"),
+        change("db", "FAIL", "OK"),
+        change(None, "FAIL", "OK"),
+    ]
+
+
+def test_a_raising_listener_is_logged_and_the_others_run(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    status = FlaskStatus(app, url=URL)
+    status.add_field("db", lambda: False)
+    heard: list[StatusChange] = []
+
+    @status.on_change
+    def broken(change: StatusChange) -> None:
+        raise KeyError("pager")
+
+    status.on_change(heard.append)
+    assert get(app.test_client()) == (503, {"status": "FAIL", "db": False})
+    wait_for(lambda: len(heard) == 2, "the listener after the broken one")
+    failures = [
+        r for r in caplog.records if r.getMessage().startswith("The status listener")
+    ]
+    assert [(r.name, r.levelno, r.getMessage()) for r in failures] == [
+        (app.name, logging.ERROR, f"The status listener {broken!r} failed on {c!r}.")
+        for c in heard
+    ]
+    assert all(r.exc_info is not None and r.exc_info[0] is KeyError for r in failures)
+    assert get(app.test_client()) == (503, {"status": "FAIL", "db": False})
+
+
+def test_a_slow_listener_delays_no_response(
+    app: Flask, release: threading.Event
+) -> None:
+    db = Switch()
+    status = FlaskStatus(app, url=URL, timeout=2)
+    status.add_field("db", db)
+    heard: list[StatusChange] = []
+
+    @status.on_change
+    def slow(change: StatusChange) -> None:
+        heard.append(change)
+        release.wait(5)  # a pager that hangs, until the test releases it
+
+    client = app.test_client()
+    start = time.monotonic()
+    assert get(client) == (200, {"status": "OK", "db": True})
+    db.result = False
+    assert get(client) == (503, {"status": "FAIL", "db": False})
+    assert time.monotonic() - start < 0.5  # not 5 s, and far under the 2 s timeout
+    wait_for(lambda: len(heard) >= 1, "the listener to start")
+    assert len(heard) == 1  # blocked on the first change, the others queued
+    release.set()
+    wait_for(lambda: len(heard) == 4, "the queued changes")
+    assert timeless(heard) == [
+        change("db", None, "OK"),
+        change(None, None, "OK"),
+        change("db", "OK", "FAIL", "returned False"),
+        change(None, "OK", "FAIL"),
+    ]
+
+
+def test_listeners_never_run_in_the_request_thread(
+    app: Flask, release: threading.Event
+) -> None:
+    """Not even when the request itself gives a hung check up at its deadline."""
+    status = FlaskStatus(app, url=URL, timeout=0.1)
+    status.add_field("hung", release.wait)
+    heard: list[tuple[threading.Thread, StatusChange]] = []
+
+    @status.on_change
+    def slow(change: StatusChange) -> None:
+        heard.append((threading.current_thread(), change))
+        release.wait(5)
+
+    start = time.monotonic()
+    assert get(app.test_client()) == (503, {"status": "FAIL", "hung": False})
+    assert time.monotonic() - start < 1  # 0.1 s, not the listener's 5 s
+    wait_for(lambda: heard, "the listener")
+    assert heard[0][0] is not threading.current_thread()
+    assert heard[0][1]._replace(at=0.0) == change(
+        "hung", None, "FAIL", "timed out after 0.1 s"
+    )
+
+
+# -- logs: STATUS_LOG ---------------------------------------------------------
+
+
+def logged(app: Flask, caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == app.name]
+
+
+def serve(app: Flask, check: Switch, results: list[object]) -> None:
+    """Request the status once per result, the check returning each in turn."""
+    client = app.test_client()
+    for result in results:
+        check.result = result
+        client.get("/api/status")
+
+
+@pytest.mark.parametrize("critical", [True, False])
+def test_log_transitions_by_default(
+    app: Flask, caplog: pytest.LogCaptureFixture, critical: bool
+) -> None:
+    caplog.set_level(logging.INFO)
+    db = Switch()
+    FlaskStatus(app).add_field("db", db, critical=critical)
+    serve(app, db, [True, ZeroDivisionError("division by zero"), False, True, False])
+    level = logging.ERROR if critical else logging.WARNING
+    records = logged(app, caplog)
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (level, "Check 'db' failed: ZeroDivisionError: division by zero"),
+        (logging.INFO, "Check 'db' passes again."),
+        (level, "Check 'db' failed: returned False"),
+    ]
+    assert records[0].exc_info is not None
+    assert records[0].exc_info[0] is ZeroDivisionError
+
+
+def test_log_transitions_from_config(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    app.config["STATUS_LOG"] = "transitions"
+    db = Switch()
+    FlaskStatus(app).add_field("db", db)
+    serve(app, db, [False, False, True])
+    assert [(r.levelno, r.getMessage()) for r in logged(app, caplog)] == [
+        (logging.ERROR, "Check 'db' failed: returned False"),
+        (logging.INFO, "Check 'db' passes again."),
+    ]
+
+
+@pytest.mark.parametrize("how", ["argument", "config"])
+def test_log_every_failed_run(
+    app: Flask, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    if how == "config":
+        app.config["STATUS_LOG"] = "every"
+    status = FlaskStatus(app, log="every") if how == "argument" else FlaskStatus(app)
+    db = Switch()
+    status.add_field("db", db)
+    serve(app, db, [False, False, True, OSError("gone")])
+    records = logged(app, caplog)
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (logging.ERROR, "Check 'db' failed: returned False"),
+        (logging.ERROR, "Check 'db' failed: returned False"),
+        (logging.ERROR, "Check 'db' failed: OSError: gone"),
+    ]
+    assert records[-1].exc_info is not None
+    assert records[-1].exc_info[0] is OSError
+
+
+def test_a_reused_cached_failure_is_not_logged_again(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = Switch()
+    FlaskStatus(app, log="every", cache=60).add_field("db", db)
+    serve(app, db, [False, False, False])
+    assert db.calls == 1
+    assert [r.getMessage() for r in logged(app, caplog)] == [
+        "Check 'db' failed: returned False"
+    ]
+
+
+def test_an_argument_beats_the_log_config_key(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.config["STATUS_LOG"] = "transitions"
+    db = Switch()
+    FlaskStatus(app, log="every").add_field("db", db)
+    serve(app, db, [False, False])
+    assert len(logged(app, caplog)) == 2
+
+
+@pytest.mark.parametrize(
+    ("how", "text"),
+    [
+        ("argument", "The log mode 'all' is not a log mode"),
+        ("config", "The config key STATUS_LOG 'all' is not a log mode"),
+    ],
+)
+def test_bad_log_mode_is_refused_at_setup(app: Flask, how: str, text: str) -> None:
+    with pytest.raises(ValueError) as error:
+        if how == "argument":
+            FlaskStatus(log="all")
+        else:
+            app.config["STATUS_LOG"] = "all"
+            FlaskStatus(app)
+    assert str(error.value) == (
+        f"{text}; give 'transitions' (log when a check starts failing and when it"
+        " recovers) or 'every' (each failed run)."
+    )
