@@ -76,7 +76,7 @@ class StatusChange(NamedTuple):
     .. code-block:: python
 
         StatusChange(url="/readyz", check="database", old="OK", new="FAIL",
-                     reason="OperationalError: unable to open database file",
+                     reason="sqlite3.OperationalError: unable to open database file",
                      at=1764092402.1)
     """
 
@@ -1351,7 +1351,7 @@ def _refs(*objects: Any) -> list[weakref.ref[Any]]:
 def _weakly(method: Callable[..., None], *refs: weakref.ref[Any]) -> None:
     """Call ``method`` with the objects behind ``refs``, unless one is gone."""
     objects = [ref() for ref in refs]
-    if None not in objects:
+    if all(o is not None for o in objects):
         method(*objects)
 
 

@@ -1,0 +1,238 @@
+"""Checks that hang or stampede: timeouts, concurrency, coalescing and the
+pool of workers."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from typing import Any
+
+import pytest
+from conftest import status_threads
+from flask import Flask
+from flask import current_app
+from flask.testing import FlaskClient
+
+import flask_status
+from flask_status import FlaskStatus
+
+
+def get(client: FlaskClient, url: str = "/api/status") -> tuple[int, Any]:
+    response = client.get(url)
+    return response.status_code, response.get_json()
+
+
+def test_timeout_answers_while_check_hangs(
+    app: Flask, client: FlaskClient, gate: threading.Event, caplog: Any
+) -> None:
+    status = FlaskStatus(app, show_errors=True)
+    status.add_field("hung", gate.wait, timeout=0.05)
+    status.add_field("fine", lambda: True)
+    assert get(client) == (
+        503,
+        {
+            "status": "FAIL",
+            "hung": False,
+            "fine": True,
+            "errors": {"hung": "timed out after 0.05 s"},
+        },
+    )
+    assert not gate.is_set()  # the response did not wait for the check
+    messages = [r.getMessage() for r in caplog.records if r.name == app.name]
+    assert messages == [
+        "Check 'hung' failed: timed out after 0.05 s; it has not returned yet"
+    ]
+
+
+def test_default_timeout_from_config_and_explicit_longer(
+    app: Flask, gate: threading.Event
+) -> None:
+    app.config["STATUS_TIMEOUT"] = 0.05
+    status = FlaskStatus(app, show_errors=True)
+    status.add_field("slow", lambda: gate.wait(0.3) or "done", timeout=2)
+    status.add_field("hung", gate.wait, critical=False)
+    start = time.monotonic()
+    assert get(app.test_client()) == (
+        200,
+        {
+            "status": "WARN",
+            "slow": "done",
+            "hung": False,
+            "errors": {"hung": "timed out after 0.05 s"},
+        },
+    )
+    assert time.monotonic() - start >= 0.3
+
+
+def test_each_deadline_counts_from_the_start_of_its_run(
+    app: Flask, gate: threading.Event
+) -> None:
+    status = FlaskStatus(app, timeout=0.2)
+    for name in ("a", "b", "c"):
+        status.add_field(name, gate.wait)
+    start = time.monotonic()
+    assert get(app.test_client()) == (
+        503,
+        {"status": "FAIL", "a": False, "b": False, "c": False},
+    )
+    assert time.monotonic() - start < 0.45  # about 0.2 s, not 0.6 s
+
+
+def test_checks_of_a_request_run_concurrently(app: Flask, client: FlaskClient) -> None:
+    barrier = threading.Barrier(5, timeout=2)
+    status = FlaskStatus(app, timeout=3)
+    for n in range(5):
+        status.add_field(f"c{n}", lambda: barrier.wait() >= 0)
+    assert get(client) == (200, {"status": "OK", **{f"c{n}": True for n in range(5)}})
+
+
+def test_checks_behind_a_slow_one_get_their_own_worker(
+    app: Flask, client: FlaskClient
+) -> None:
+    barrier = threading.Barrier(2, timeout=2)
+    status = FlaskStatus(app, timeout=3)
+    status.add_field("quick", lambda: True)
+    status.add_field("slow", lambda: barrier.wait() >= 0)  # needs "behind" to run
+    status.add_field("behind", lambda: barrier.wait() >= 0)
+    assert get(client) == (
+        200,
+        {"status": "OK", "quick": True, "slow": True, "behind": True},
+    )
+
+
+def test_concurrent_requests_share_one_run(app: Flask, gate: threading.Event) -> None:
+    calls: list[int] = []
+    arrived = threading.Semaphore(0)
+    app.before_request(arrived.release)
+
+    def check() -> bool:
+        calls.append(1)
+        return gate.wait(5)
+
+    FlaskStatus(app, timeout=5).add_field("db", check)
+    results: list[tuple[int, Any]] = []
+    clients = [
+        threading.Thread(target=lambda: results.append(get(app.test_client())))
+        for _ in range(8)
+    ]
+    for client in clients:
+        client.start()
+    for _ in clients:
+        assert arrived.acquire(timeout=5)
+    time.sleep(0.2)  # let the last arrivals reach the run
+    gate.set()
+    for client in clients:
+        client.join()
+    assert results == [(200, {"status": "OK", "db": True})] * 8
+    assert calls == [1]
+
+
+def test_hung_check_ties_up_one_thread(app: Flask, gate: threading.Event) -> None:
+    calls: list[int] = []
+
+    def hung() -> bool:
+        calls.append(1)
+        return gate.wait()
+
+    FlaskStatus(app, timeout=0.02).add_field("hung", hung)
+    before = status_threads()
+
+    def hammer() -> None:
+        client = app.test_client()
+        for _ in range(10):
+            assert get(client) == (503, {"status": "FAIL", "hung": False})
+
+    clients = [threading.Thread(target=hammer) for _ in range(4)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    assert calls == [1]
+    assert (
+        len(status_threads() - before) <= 1
+    )  # idle workers of earlier tests are reused
+
+
+def test_one_instance_two_apps_share_no_runs() -> None:
+    status = FlaskStatus(cache=60)
+    status.add_field("app", lambda: current_app.name)
+    one, two = Flask("one"), Flask("two")
+    status.init_app(one)
+    status.init_app(two)
+    assert get(one.test_client()) == (200, {"status": "OK", "app": "one"})
+    assert get(two.test_client()) == (200, {"status": "OK", "app": "two"})
+
+
+def test_workers_are_bounded(app: Flask, gate: threading.Event) -> None:
+    status = FlaskStatus(app, workers=2, timeout=0.1)
+    started: list[str] = []
+    for name in ("a", "b", "c"):
+        status.add_field(name, functools.partial(hang, started, name, gate))
+    before = status_threads()
+    assert get(app.test_client()) == (
+        503,
+        {"status": "FAIL", "a": False, "b": False, "c": False},
+    )
+    # c waited for a worker and was given up at its deadline: it never started.
+    assert sorted(started) == ["a", "b"]
+    assert len(status_threads() - before) <= 2
+
+
+def hang(started: list[str], name: str, gate: threading.Event) -> bool:
+    started.append(name)
+    return gate.wait()
+
+
+def test_idle_workers_go_away(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(flask_status._Pool, "idle", 0.05)
+    before = status_threads()
+    FlaskStatus(app).add_field("db", lambda: True)
+    assert get(client) == (200, {"status": "OK", "db": True})
+    deadline = time.monotonic() + 5
+    while status_threads() - before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert status_threads() - before == set()
+
+
+def test_failing_teardown_does_not_kill_workers(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.teardown_appcontext
+    def broken_teardown(error: BaseException | None) -> None:
+        if threading.current_thread().name == "flask-status":  # not the request's
+            raise RuntimeError("session cleanup failed")
+
+    FlaskStatus(app, workers=1).add_field("db", lambda: True)
+    for _ in range(3):  # each request needs the single worker alive
+        assert get(client) == (200, {"status": "OK", "db": True})
+    assert any(
+        r.getMessage() == "The application context of a status check failed to close."
+        for r in caplog.records
+    )
+
+
+def test_field_added_during_a_request_waits_for_the_next(
+    app: Flask, client: FlaskClient
+) -> None:
+    status = FlaskStatus(app)
+    added: list[bool] = []
+
+    @status.field
+    def registers() -> bool:  # runs while its request waits for it
+        if not added:
+            added.append(True)
+            status.add_field("late", lambda: "here")
+        return True
+
+    assert get(client) == (200, {"status": "OK", "registers": True})
+    assert get(client) == (200, {"status": "OK", "registers": True, "late": "here"})
+
+
+def test_no_callables_uses_no_worker(app: Flask, client: FlaskClient) -> None:
+    before = status_threads()
+    FlaskStatus(app).add_field("version", "1.0")
+    assert get(client) == (200, {"status": "OK", "version": "1.0"})
+    assert status_threads() - before == set()
