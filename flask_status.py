@@ -1449,18 +1449,14 @@ def _write_json(report: _Report, parts: _Parts, details: bool) -> str:
     if not details:
         return f'{{"status":{status}}}'
     payload = dict(parts.message)
-    errors = {}
     for field, outcome in report.entries:
-        if outcome is None:
-            payload[field.key] = parts.static[field.key]
-            continue
-        payload[field.key] = outcome.value
-        if not outcome.ok:
-            errors[field.key] = outcome.reason
+        payload[field.key] = outcome.value if outcome else parts.static[field.key]
     if "status" in payload:
         payload["status"] = status
-    if errors and report.show_errors:
-        payload["errors"] = parts.encode(errors)
+    if report.show_errors:
+        errors = {f.key: o.reason for f, o in report.entries if o and not o.ok}
+        if errors:
+            payload["errors"] = parts.encode(errors)
     return _object(parts.names, payload)
 
 
@@ -1476,22 +1472,30 @@ def _write_health(report: _Report, parts: _Parts, details: bool) -> str:
     payload = dict(parts.message)
     checks = {}
     for field, outcome in report.entries:
-        if outcome is None:
+        if outcome:
+            entry = _health_entry(field, outcome, parts, report.show_errors)
+            checks[field.key] = f"[{entry}]"
+        else:
             payload[field.key] = parts.static[field.key]
-            continue
-        entry = {
-            "status": f'"{_HEALTH[_state(outcome, field.critical)]}"',
-            "observedValue": outcome.value,
-            "time": f'"{_iso(outcome.at)}"',
-            "duration": repr(round(outcome.duration, 6)),
-        }
-        if report.show_errors and not outcome.ok:
-            entry["output"] = parts.encode(outcome.reason)
-        checks[field.key] = "[" + _object(_HEALTH_NAMES, entry) + "]"
     payload["status"] = status
     if checks:
         payload["checks"] = _object(parts.names, checks)
     return _object(parts.names, payload)
+
+
+def _health_entry(
+    field: _Field, outcome: _Outcome, parts: _Parts, show_errors: bool
+) -> str:
+    """One observation of a check, in a health+json ``checks`` entry."""
+    entry = {
+        "status": f'"{_HEALTH[_state(outcome, field.critical)]}"',
+        "observedValue": outcome.value,
+        "time": f'"{_iso(outcome.at)}"',
+        "duration": repr(round(outcome.duration, 6)),
+    }
+    if show_errors and not outcome.ok:
+        entry["output"] = parts.encode(outcome.reason)
+    return _object(_HEALTH_NAMES, entry)
 
 
 _HEALTH_NAMES = {
