@@ -721,6 +721,7 @@ class _Run:
     __slots__ = (
         "__weakref__",
         "admitted",
+        "cache",
         "counted",
         "deadline",
         "endpoint",
@@ -747,7 +748,10 @@ class _Run:
         self.endpoint = endpoint
         self.field = field
         self.timeout = field.timeout or settings.timeout
-        self.every = 0.0 if endpoint.one_shot else _every_of(field, settings)
+        self.cache = settings.cache if field.cache is None else field.cache
+        self.every = settings.every if field.every is None else field.every
+        if endpoint.one_shot or (field.cache is not None and field.every is None):
+            self.every = 0.0  # flask status, or a check with a cache of its own
         self.started = now
         self.deadline = now + self.timeout
         self.previous = previous  # a scheduled check's result until this one's
@@ -777,12 +781,6 @@ class _Run:
 
     def abandon(self, app: Flask, reason: str) -> None:
         self.endpoint.settle(app, self, _failed(reason, self.started))
-
-
-def _every_of(field: _Field, settings: _Settings) -> float:
-    if field.every is not None:
-        return field.every
-    return 0.0 if field.cache is not None else settings.every
 
 
 def _judge(
@@ -942,8 +940,6 @@ class _Endpoint:
     def _release(self, run: _Run) -> list[tuple[Flask, Any]]:
         """Free the worker ``run`` held, for the next run in the backlog.
         Lock held."""
-        if not run.counted:
-            return []
         run.counted = False
         self.running -= 1
         now = time.monotonic()
@@ -995,15 +991,16 @@ class _Endpoint:
                     self.backlog = collections.deque(
                         item for item in self.backlog if item[1] is not run
                     )
-                wait = 0.0 if run.late else self._cache_of(run.field)
+                wait = 0.0 if run.late else run.cache
                 if run.every:  # a schedule that was missed, requests restart
                     wait = run.every + run.timeout + 1.0
                 run.expires = now + wait
-            admitted = self._release(run)
+            admitted = self._release(run) if run.counted else []
         if admitted:
             _pool.submit(admitted)
         if first:
-            self._log(app, run, outcome, old, error)
+            if not outcome.ok or old not in (None, "OK"):  # else nothing to log
+                self._log(app, run, outcome, old, error)
             for latch in ready:
                 latch.lock.release()
             if changes:
@@ -1011,9 +1008,6 @@ class _Endpoint:
         if ended and run.every:
             _scheduler.after(self, app, run, run.every)
         return run.outcome  # type: ignore[return-value]
-
-    def _cache_of(self, field: _Field) -> float:
-        return self.settings.cache if field.cache is None else field.cache
 
     def _track(
         self, field: _Field, outcome: _Outcome
