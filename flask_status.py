@@ -861,6 +861,8 @@ class _Endpoint:
         return _Report(self.settings.url, state, entries, self.settings.show_errors)
 
     def _collect(self, app: Flask, checks: list[_Field]) -> dict[str, _Outcome]:
+        if os.getpid() != _pid:
+            _check_pid()
         now = time.monotonic()
         outcomes: dict[str, _Outcome] = {}
         waiting: list[_Run] = []  # runs to wait for, or to give up at once
@@ -1353,16 +1355,26 @@ def _weakly(method: Callable[..., None], *refs: weakref.ref[Any]) -> None:
 _ENDPOINTS: weakref.WeakSet[_Endpoint] = weakref.WeakSet()
 _pool = _Pool()
 _scheduler = _Scheduler()
+_pid = os.getpid()  # the process whose threads the pool and scheduler hold
+_fork_lock = threading.Lock()  # never held in the parent, so free in a child
 
 
 def _forked() -> None:
     """In the child of a fork: only the forking thread came along, so the
     workers, the scheduler, the runs in flight and any lock another thread
     held are left behind. Each endpoint starts clean on its next request."""
-    global _pool, _scheduler
-    _pool, _scheduler = _Pool(), _Scheduler()
+    global _pool, _scheduler, _pid
+    _pool, _scheduler, _pid = _Pool(), _Scheduler(), os.getpid()
     for endpoint in list(_ENDPOINTS):
         endpoint._reset()
+
+
+def _check_pid() -> None:
+    """Start clean after a fork that Python did not see: a server forking
+    from C, as uWSGI does without lazy-apps, runs no at-fork hook."""
+    with _fork_lock:
+        if os.getpid() != _pid:
+            _forked()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork

@@ -1,9 +1,10 @@
-"""Forked processes run their own checks: the child of os.fork() and the
-workers of gunicorn --preload, after the parent served requests or while a
-run was in flight in it."""
+"""Forked processes run their own checks: the child of os.fork() or of a
+fork() from C, and the workers of gunicorn --preload, after the parent served
+requests or while a run was in flight in it."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import select
@@ -30,15 +31,17 @@ def get(client: FlaskClient, url: str = "/api/status") -> tuple[int, Any]:
     return response.status_code, response.get_json()
 
 
-def in_child(work: Callable[[], Any], seconds: float = 10) -> tuple[int, Any]:
-    """Run ``work`` in a child of ``os.fork()``; returns the child's PID and
+def in_child(
+    work: Callable[[], Any], seconds: float = 10, fork: Callable[[], int] = os.fork
+) -> tuple[int, Any]:
+    """Run ``work`` in a child of ``fork()``; returns the child's PID and
     what ``work`` returned, through a pipe as JSON. A child that has not
     answered within ``seconds`` is killed and fails the test: a deadlock
     must not hang the suite."""
     read, write = os.pipe()
     with warnings.catch_warnings():  # 3.12+ warns of forking with threads
         warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
+        pid = fork()
     if pid == 0:  # the child: never returns into pytest
         try:
             os.close(read)
@@ -81,8 +84,14 @@ def test_a_child_runs_checks_after_its_parent_did(
     assert get(client) == (200, {"status": "OK", "pid": os.getpid()})
 
 
+def c_fork() -> int:
+    """fork() from C, as uWSGI forks its workers: Python runs no at-fork hook."""
+    return int(ctypes.CDLL(None).fork())
+
+
+@pytest.mark.parametrize("fork", [os.fork, c_fork], ids=["os.fork", "C fork"])
 def test_a_child_starts_its_own_run_of_one_in_flight_in_the_parent(
-    app: Flask, gate: threading.Event
+    app: Flask, gate: threading.Event, fork: Callable[[], int]
 ) -> None:
     parent = os.getpid()
     entered = threading.Event()
@@ -99,7 +108,7 @@ def test_a_child_starts_its_own_run_of_one_in_flight_in_the_parent(
     request.start()
     try:
         assert entered.wait(5)  # the parent's run is in flight: fork now
-        child, answer = in_child(lambda: get(app.test_client()))
+        child, answer = in_child(lambda: get(app.test_client()), fork=fork)
     finally:
         gate.set()
         request.join()
