@@ -9,14 +9,19 @@ import json
 import os
 import select
 import signal
+import sys
+import textwrap
 import threading
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 from typing import Callable
 
 import pytest
 from conftest import Gunicorn
+from conftest import Start
+from conftest import free_port
 from conftest import get as http_get
 from flask import Flask
 from flask.testing import FlaskClient
@@ -161,3 +166,50 @@ def test_gunicorn_preload_workers_run_checks(gunicorn: Gunicorn) -> None:
     ]
     assert process.pid not in pids
     assert len(pids) == 2  # both workers answered
+
+
+IN_FLIGHT_AT_FORK = """
+    import os
+    import threading
+    import time
+
+    from flask import Flask
+
+    from flask_status import FlaskStatus
+
+    app = Flask(__name__)
+    status = FlaskStatus(app, url="/readyz", timeout=0.5)
+    master, gate = os.getpid(), threading.Event()
+
+
+    @status.field
+    def pid():
+        if os.getpid() == master:
+            gate.wait(5)  # still in flight when uWSGI forks its workers
+        return os.getpid()
+
+
+    client = app.test_client()  # import everything before a thread runs
+    threading.Thread(target=lambda: client.get("/readyz"), daemon=True).start()
+    time.sleep(0.1)
+"""
+
+
+def test_uwsgi_workers_forked_from_c_run_checks(tmp_path: Path, start: Start) -> None:
+    uwsgi = Path(sys.executable).parent / "uwsgi"
+    if not uwsgi.exists():
+        pytest.skip("uWSGI is not installed beside this Python")
+    (tmp_path / "served.py").write_text(textwrap.dedent(IN_FLIGHT_AT_FORK))
+    port = free_port()
+    command = [str(uwsgi), "--http-socket", f"127.0.0.1:{port}", "--master"]
+    command += ["--processes", "2", "--threads", "4", "--enable-threads"]
+    command += ["--chdir", str(tmp_path), "--module", "served:app"]
+    command += ["--disable-logging", "--die-on-term"]
+    process = start(command, dict(os.environ), port)
+    answers = [http_get(port, "/readyz") for _ in range(6)]
+    payloads = [(code, json.loads(body)) for code, body in answers]
+    pids = {payload["pid"] for _, payload in payloads}
+    # Not 503 "timed out": each worker ran the check itself, not the master.
+    assert payloads == [(200, {"status": "OK", "pid": p["pid"]}) for _, p in payloads]
+    assert all(isinstance(pid, int) for pid in pids)
+    assert process.pid not in pids
