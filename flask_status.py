@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import copy
 import datetime
 import functools
@@ -201,10 +202,16 @@ class FlaskStatus:
                 " path of the app; give this FlaskStatus another url."
             )
         served: dict[str, FlaskStatus] = app.extensions.setdefault("status", {})
-        if url in served or any(rule.rule == url for rule in app.url_map.iter_rules()):
+        below = f"{url.rstrip('/')}/"  # where per-check routes would answer
+        taken = [
+            rule.rule
+            for rule in app.url_map.iter_rules()
+            if rule.rule == url or (settings.per_check and rule.rule.startswith(below))
+        ]
+        if url in served or taken:
             raise ValueError(
-                f"The URL {url!r} is already routed on {app!r}; give this"
-                " FlaskStatus another url."
+                f"The URL {(taken or [url])[0]!r} is already routed on {app!r};"
+                " give this FlaskStatus another url."
             )
         options: dict[str, Any] = dict(
             methods=["GET"],  # and HEAD; anything else is 405, OPTIONS too
@@ -212,8 +219,8 @@ class FlaskStatus:
         )
         app.add_url_rule(url, f"status:{url}", self._view, **options)
         if settings.per_check:
-            rule = f"{url.rstrip('/')}/<key>"
-            app.add_url_rule(rule, f"status:{rule}", self._view, **options)
+            each = f"{below}<key>"
+            app.add_url_rule(each, f"status:{each}", self._view, **options)
         if "status" not in app.cli.commands:  # the app's own command stays
             app.cli.add_command(_status_command)
         served[url] = self
@@ -467,11 +474,13 @@ class FlaskStatus:
             chosen = [f for k, f in fields.items() if k not in excluded]
         else:
             chosen = list(fields.values())
-        name = args["format"] if args is not None and "format" in args else "json"
-        if name not in _FORMATS:
-            abort(400, f"Unknown format {name!r}; use one of: {', '.join(_FORMATS)}.")
-        if name == "json" and _prefers_health():
-            name = "health"
+        if args is not None and "format" in args:  # it beats the Accept header
+            name = args["format"]
+            if name not in _FORMATS:
+                formats = ", ".join(_FORMATS)
+                abort(400, f"Unknown format {name!r}; use one of: {formats}.")
+        else:
+            name = "health" if _prefers_health() else "json"
         report = endpoint.report(app, chosen)
         details = self._details is None or self._shows_details(app)
         writer = _FORMATS[name]
@@ -763,12 +772,13 @@ class _Run:
         self.counted = False  # holds one of the endpoint's workers
         self.expires = 0.0  # monotonic time from which a new run is due
 
-    def execute(self, app: Flask) -> None:
-        """Call the check in a worker thread and settle the run."""
+    def execute(self, app: Flask) -> bool:
+        """Call the check in a worker thread and settle the run; whether it
+        passed, so that a check that failed leaves its context to no other."""
         endpoint = self.endpoint
         if self.outcome is not None:  # given up before it could start
             endpoint.settle(app, self, self.outcome)
-            return
+            return True
         start = time.monotonic()
         try:
             value = self.field.value()
@@ -777,7 +787,11 @@ class _Run:
             outcome, error = _judge(value, endpoint.encoder(app), start)
         except BaseException as exc:  # SystemExit too: a run must always settle
             outcome, error = _failed(_describe(exc), start), exc
-        endpoint.settle(app, self, outcome, error)
+        try:
+            endpoint.settle(app, self, outcome, error)
+        finally:
+            del error  # its traceback holds this frame, and so the app
+        return outcome.ok
 
     def abandon(self, app: Flask, reason: str) -> None:
         self.endpoint.settle(app, self, _failed(reason, self.started))
@@ -794,7 +808,8 @@ def _judge(
         text = encode(value)
     except Exception as error:  # unencodable, NaN, too deep, or the provider's
         name = type(value).__name__
-        reason = f"returned a {name} object that JSON cannot encode"
+        article = "an" if name[:1].lower() in "aeiou" else "a"
+        reason = f"returned {article} {name} object that JSON cannot encode"
         return _failed(reason, start), error
     return _Outcome(True, text, None, time.time(), time.monotonic() - start), None
 
@@ -811,12 +826,13 @@ def _describe(error: BaseException | None) -> str:
         name = f"{kind.__module__}.{name}"
     try:
         text = str(error)
-    except Exception:
+    except BaseException:
         text = "<exception str() failed>"
     return f"{name}: {text}" if text else name
 
 
 _SPREAD_AFTER = 0.001  # seconds a request waits before queued checks get workers
+_MOST_CHANGES = 1000  # changes queued for slow listeners; older ones are dropped
 _UNKNOWN_NAMES = 64  # excluded names not served, warned about once each
 
 
@@ -845,7 +861,10 @@ class _Endpoint:
         self.states: dict[str | None, str] = {}  # the last status of each
         self.running = 0  # runs holding one of the workers
         self.backlog: collections.deque[tuple[Flask, _Run]] = collections.deque()
-        self.changes: collections.deque[StatusChange] = collections.deque()
+        self.changes: collections.deque[StatusChange] = collections.deque(
+            maxlen=_MOST_CHANGES
+        )
+        self.dropped = 0  # changes the listeners fell too far behind to hear
         self.notifying = False
         self.unknown: set[str] = set()
 
@@ -955,7 +974,10 @@ class _Endpoint:
 
     def expire(self, app: Flask, run: _Run) -> _Outcome:
         """Settle ``run`` as timed out unless it settled first."""
-        return self.settle(app, run, _timed_out(run), returned=False)
+        outcome = self.settle(app, run, _timed_out(run), returned=False)
+        if not run.returned:  # still queued, maybe: a worker will let it go
+            _pool.spread()
+        return outcome
 
     def settle(
         self,
@@ -971,8 +993,7 @@ class _Endpoint:
         waiting for it and tells the listeners; returns the outcome."""
         now = time.monotonic()
         ready: list[_Latch] = []
-        changes: list[StatusChange] = []
-        old = None
+        old, notify = None, False
         with self.lock:
             first = run.outcome is None
             if first:
@@ -986,6 +1007,7 @@ class _Endpoint:
                         ready.append(latch)
                 run.latches = []
                 old, changes = self._track(run.field, outcome)
+                notify = bool(changes) and self._queue(changes)
             ended = not run.returned and (returned or not run.admitted)
             if ended:  # its call is over, or it will never start
                 run.returned = True
@@ -1002,11 +1024,11 @@ class _Endpoint:
             _pool.submit(admitted)
         if first:
             if not outcome.ok or old not in (None, "OK"):  # else nothing to log
-                self._log(app, run, outcome, old, error)
+                self._log(app, run, outcome, old, error, returned)
             for latch in ready:
                 latch.lock.release()
-            if changes:
-                self._notify(app, changes)
+        if notify:
+            _pool.submit([(app, _Notice(self))])
         if ended and run.every:
             _scheduler.after(self, app, run, run.every)
         return run.outcome  # type: ignore[return-value]
@@ -1023,8 +1045,6 @@ class _Endpoint:
         if old == state:
             return old, []
         self.states[key] = state
-        if not self.status._listeners:
-            return old, []
         url, at = self.settings.url, outcome.at
         changes = [StatusChange(url, key, old, state, outcome.reason, at)]
         checks = [k for k, f in self.status._fields.items() if f.is_check]
@@ -1034,7 +1054,7 @@ class _Endpoint:
             if overall != before:
                 self.states[None] = overall
                 changes.append(StatusChange(url, None, before, overall, None, at))
-        return old, changes
+        return old, changes if self.status._listeners else []
 
     def _log(
         self,
@@ -1043,31 +1063,39 @@ class _Endpoint:
         outcome: _Outcome,
         old: str | None,
         error: BaseException | None,
+        returned: bool,
     ) -> None:
+        """Log a failure (in "transitions" mode, when the check starts
+        failing) or a recovery. A run given up at its deadline is logged by
+        a worker, so that no request or schedule waits for a log handler."""
         key, critical = run.field.key, run.field.critical
+        line: tuple[Any, ...]
         every = self.one_shot or self.settings.log == "every"
-        try:
-            if not outcome.ok and (every or old in (None, "OK")):
-                reason = str(outcome.reason)
-                if not run.returned:
-                    reason += "; it has not returned yet"
-                level = logging.ERROR if critical else logging.WARNING
-                app.logger.log(
-                    level, "Check %r failed: %s", key, reason, exc_info=error
-                )
-            elif outcome.ok and not every and old not in (None, "OK"):
-                app.logger.info("Check %r passes again.", key)
-        except BaseException:  # a broken log handler must not wedge the check
-            pass
+        if not outcome.ok and (every or old in (None, "OK")):
+            reason = str(outcome.reason)
+            if not returned:
+                reason += "; it has not returned yet"
+            level = logging.ERROR if critical else logging.WARNING
+            line = (level, "Check %r failed: %s", key, reason)
+        elif outcome.ok and not every and old not in (None, "OK"):
+            line = (logging.INFO, "Check %r passes again.", key)
+        else:
+            return
+        emit = functools.partial(_emit, app, *line, error=error)
+        if returned or self.one_shot:  # flask status exits once it printed
+            emit()
+        else:
+            _pool.submit([(app, _Call(emit))])
 
-    def _notify(self, app: Flask, changes: list[StatusChange]) -> None:
-        """Queue changes for the listeners, delivered in order by one task."""
-        with self.lock:
-            self.changes.extend(changes)
-            if self.notifying:
-                return
-            self.notifying = True
-        _pool.submit([(app, _Notice(self))])
+    def _queue(self, changes: list[StatusChange]) -> bool:
+        """Queue changes for the listeners, in order (lock held); whether a
+        task must be started to deliver them."""
+        self.dropped += max(0, len(self.changes) + len(changes) - _MOST_CHANGES)
+        self.changes.extend(changes)
+        if self.notifying:
+            return False
+        self.notifying = True
+        return True
 
     # The schedule: started by the first request, then by the scheduler.
 
@@ -1093,12 +1121,13 @@ class _Endpoint:
         """The field keys named by ``?exclude=`` values; a name that is no
         field is logged, once."""
         names = _names(values)
-        unknown = names.difference(self.status._fields) - self.unknown
-        if unknown and len(self.unknown) < _UNKNOWN_NAMES:
-            self.unknown |= unknown
+        unknown = sorted(names.difference(self.status._fields) - self.unknown)
+        unknown = unknown[: max(0, _UNKNOWN_NAMES - len(self.unknown))]
+        if unknown:
+            self.unknown.update(unknown)
             app.logger.warning(
                 "Cannot exclude %s from %s: there is no such field.",
-                ", ".join(map(repr, sorted(unknown))),
+                ", ".join(map(repr, unknown)),
                 self.settings.url,
             )
         return names
@@ -1126,6 +1155,9 @@ def _names(values: Iterable[str]) -> set[str]:
 
 def _timed_out(run: _Run) -> _Outcome:
     reason = f"timed out after {run.timeout} s"
+    if not run.admitted:
+        workers = run.endpoint.settings.workers
+        reason += f" waiting for a worker; all {workers} were busy"
     return _Outcome(False, "false", reason, time.time(), run.timeout)
 
 
@@ -1140,26 +1172,60 @@ class _Notice:
     def __init__(self, endpoint: _Endpoint) -> None:
         self.endpoint = endpoint
 
-    def execute(self, app: Flask) -> None:
+    def execute(self, app: Flask) -> bool:
         endpoint = self.endpoint
         while True:
             with endpoint.lock:
-                if not endpoint.changes:
+                dropped, endpoint.dropped = endpoint.dropped, 0
+                if not endpoint.changes and not dropped:
                     endpoint.notifying = False
-                    return
-                change = endpoint.changes.popleft()
-            for listener in endpoint.status._listeners:
-                try:
-                    listener(change)
-                except Exception:
-                    app.logger.exception(
-                        "The status listener %r failed on %r.", listener, change
-                    )
+                    return True
+                change = endpoint.changes.popleft() if endpoint.changes else None
+            if dropped:
+                app.logger.warning(
+                    "%d status changes were dropped: the listeners fell behind.",
+                    dropped,
+                )
+            if change is not None:
+                _tell(app, endpoint.status._listeners, change)
 
     def abandon(self, app: Flask, reason: str) -> None:
         with self.endpoint.lock:
             self.endpoint.notifying = False
         app.logger.error("Status changes were not delivered: %s", reason)
+
+
+def _tell(
+    app: Flask, listeners: Iterable[Callable[[StatusChange], Any]], change: StatusChange
+) -> None:
+    for listener in listeners:
+        try:
+            listener(change)
+        except BaseException:  # SystemExit too: the others still run
+            app.logger.exception(
+                "The status listener %r failed on %r.", listener, change
+            )
+
+
+class _Call:
+    """A pool task that makes one call: a log line a request deferred."""
+
+    def __init__(self, call: Callable[[], None]) -> None:
+        self.call = call
+
+    def execute(self, app: Flask) -> bool:
+        self.call()
+        return True
+
+    def abandon(self, app: Flask, reason: str) -> None:
+        self.call()
+
+
+def _emit(
+    app: Flask, level: int, message: str, *args: Any, error: BaseException | None
+) -> None:
+    with contextlib.suppress(BaseException):  # a broken handler wedges nothing
+        app.logger.log(level, message, *args, exc_info=error)
 
 
 # -- the run: shared worker threads and the scheduler --------------------------
@@ -1171,9 +1237,11 @@ class _Pool:
     A submission wakes one worker, which runs quick tasks back to back in
     one application context: a thread wake-up costs about as much as a
     small request. :meth:`spread` wakes a worker for each task still queued,
-    for when one is slow. Idle workers park on a lock of their own and hold
-    no app. Daemon threads never hold up the interpreter's exit, as a hung
-    check in a ``concurrent.futures`` pool would.
+    for when one is slow. No more workers are woken than there are tasks for
+    them, counting those already on their way, so the pool grows only as far
+    as the work needs. Idle workers park on a lock of their own and hold no
+    app. Daemon threads never hold up the interpreter's exit, as a hung check
+    in a ``concurrent.futures`` pool would.
     """
 
     idle = 60.0  # seconds a worker waits for a task before it exits
@@ -1182,69 +1250,82 @@ class _Pool:
         self._lock = threading.Lock()
         self._tasks: collections.deque[tuple[Flask, Any]] = collections.deque()
         self._parked: list[threading.Lock] = []  # one per idle worker
+        self._waking = 0  # workers woken or started, not yet at the queue
 
     def submit(self, tasks: list[tuple[Flask, Any]]) -> None:
         with self._lock:
             self._tasks.extend(tasks)
-            dropped = self._wake(1)
-        _abandon(dropped)
+            starting = self._wake(1)
+        self._start(starting)
 
     def spread(self) -> None:
         with self._lock:
-            dropped = self._wake(len(self._tasks))
-        _abandon(dropped)
+            starting = self._wake(len(self._tasks))
+        self._start(starting)
 
-    def _wake(self, count: int) -> list[tuple[Flask, Any, str]]:  # lock held
+    def _wake(self, count: int) -> int:
+        """Wake parked workers for up to ``count`` queued tasks; the number
+        of workers to start for the rest. Lock held."""
+        count = min(count, len(self._tasks)) - self._waking
+        woken = min(max(count, 0), len(self._parked))
+        for _ in range(woken):
+            self._parked.pop().release()
+        self._waking += max(count, 0)
+        return max(count, 0) - woken
+
+    def _start(self, count: int) -> None:
         for _ in range(count):
-            if self._parked:
-                self._parked.pop().release()
-                continue
             try:
                 worker = threading.Thread(target=self._work, name="flask-status")
                 worker.daemon = True
                 worker.start()
             except BaseException as error:  # no thread: settle what waits
                 reason = f"could not start a thread: {_describe(error)}"
-                dropped = [(app, task, reason) for app, task in self._tasks]
-                self._tasks.clear()
-                return dropped
-        return []
+                with self._lock:
+                    self._waking -= 1
+                    dropped = list(self._tasks) if not self._waking else []
+                    if dropped:
+                        self._tasks.clear()
+                for app, task in dropped:
+                    task.abandon(app, reason)
 
     def _work(self) -> None:
         parked = threading.Lock()
         parked.acquire()
-        while True:
-            item = self._take(parked)
-            if item is None:
-                return
+        item = self._take(parked, arriving=True)
+        while item is not None:
             self._run_batch(*item)
             del item  # an idle worker holds no app
+            item = self._take(parked, arriving=False)
 
     def _run_batch(self, app: Flask, task: Any) -> None:
         """Run ``task``, then the tasks queued behind it for the same app, in
-        one application context."""
+        one application context, until one fails."""
         context = None
         try:
             context = app.app_context()
             context.push()
         except BaseException as error:  # a receiver of appcontext_pushed, say
             if context is not None:
-                with _suppressed():
+                with contextlib.suppress(BaseException):
                     context.pop()
             task.abandon(app, f"the app context failed: {_describe(error)}")
             return
         try:
             while task is not None:
                 try:
-                    task.execute(app)
+                    clean = task.execute(app)
                 except BaseException as error:  # a bug here: settle it anyway
                     task.abandon(app, f"flask-status failed: {_describe(error)}")
-                task = self._next(app)
+                    clean = False
+                # A failed check may leave a broken session or g behind: the
+                # tasks after it get a fresh context.
+                task = self._next(app) if clean else None
         finally:
             try:
                 context.pop()
             except BaseException:  # the app's teardown hooks
-                with _suppressed():
+                with contextlib.suppress(BaseException):
                     app.logger.exception(
                         "The application context of a status check failed to close."
                     )
@@ -1255,62 +1336,56 @@ class _Pool:
                 return self._tasks.popleft()[1]
         return None
 
-    def _take(self, parked: threading.Lock) -> tuple[Flask, Any] | None:
+    def _take(self, parked: threading.Lock, arriving: bool) -> tuple[Flask, Any] | None:
+        """The next task, waiting for one while parked; None when it waited
+        ``idle`` seconds in vain. ``arriving``: woken or started for a task."""
         while True:
             with self._lock:
+                if arriving:
+                    self._waking -= 1
                 if self._tasks:
                     return self._tasks.popleft()
                 self._parked.append(parked)
-            if parked.acquire(timeout=self.idle):
+            arriving = parked.acquire(timeout=self.idle)
+            if arriving:
                 continue  # woken: take a task, or park again if one took it
             with self._lock:
                 if parked in self._parked:  # nobody woke it: exit
                     self._parked.remove(parked)
                     return None
             parked.acquire()  # woken just as it gave up: take that wake-up
-
-
-def _abandon(dropped: list[tuple[Flask, Any, str]]) -> None:
-    for app, task, reason in dropped:
-        task.abandon(app, reason)
-
-
-class _suppressed:
-    """``contextlib.suppress(BaseException)``, for cleanups that may fail."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
+            arriving = True
 
 
 class _Scheduler:
     """One daemon thread that starts scheduled runs when they are due and
-    gives them up at their deadlines. It holds apps and endpoints weakly:
-    when an app is collected, its schedule stops."""
+    gives them up at their deadlines. It holds apps, endpoints and runs
+    weakly: when an app is collected, its schedule stops, and its entries
+    are pruned as the heap grows."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._heap: list[tuple[float, int, Callable[..., None], list[Any]]] = []
         self._order = itertools.count()
+        self._prune_at = 64  # heap size at which dead entries are dropped
         self._running = False
 
     def after(self, endpoint: _Endpoint, app: Flask, run: _Run, seconds: float) -> None:
         """Start the next run of ``run``'s check ``seconds`` from now."""
-        action = functools.partial(_weakly, _Endpoint.due, *_refs(endpoint, app, run))
-        self._at(time.monotonic() + seconds, action)
+        self._at(time.monotonic() + seconds, _Endpoint.due, endpoint, app, run)
 
     def watch(self, endpoint: _Endpoint, app: Flask, run: _Run) -> None:
         """Give ``run`` up at its deadline if it has not settled by then."""
-        action = functools.partial(
-            _weakly, _Endpoint.overdue, *_refs(endpoint, app, run)
-        )
-        self._at(run.deadline, action)
+        self._at(run.deadline, _Endpoint.overdue, endpoint, app, run)
 
-    def _at(self, when: float, action: Callable[[], None]) -> None:
+    def _at(self, when: float, method: Callable[..., None], *objects: Any) -> None:
+        refs = [weakref.ref(o) for o in objects]
         with self._cond:
-            heapq.heappush(self._heap, (when, next(self._order), action))
+            heapq.heappush(self._heap, (when, next(self._order), method, refs))
+            if len(self._heap) >= self._prune_at:
+                self._heap = [e for e in self._heap if _alive(e[3])]
+                heapq.heapify(self._heap)
+                self._prune_at = max(64, 2 * len(self._heap))
             if self._running:
                 self._cond.notify()
                 return
@@ -1332,23 +1407,18 @@ class _Scheduler:
                         return
                     wait = self._heap[0][0] - time.monotonic()
                     if wait <= 0:
-                        action = heapq.heappop(self._heap)[2]
+                        _, _, method, refs = heapq.heappop(self._heap)
                         break
                     self._cond.wait(min(wait, threading.TIMEOUT_MAX))
-            with _suppressed():
-                action()
-            del action
+            objects = [ref() for ref in refs]
+            if all(o is not None for o in objects):
+                with contextlib.suppress(BaseException):
+                    method(*objects)
+            del objects, method, refs
 
 
-def _refs(*objects: Any) -> list[weakref.ref[Any]]:
-    return [weakref.ref(o) for o in objects]
-
-
-def _weakly(method: Callable[..., None], *refs: weakref.ref[Any]) -> None:
-    """Call ``method`` with the objects behind ``refs``, unless one is gone."""
-    objects = [ref() for ref in refs]
-    if all(o is not None for o in objects):
-        method(*objects)
+def _alive(refs: list[weakref.ref[Any]]) -> bool:
+    return all(ref() is not None for ref in refs)
 
 
 # Every endpoint of the process, so that a forked child can start it clean.
@@ -1364,9 +1434,10 @@ def _forked() -> None:
     workers, the scheduler, the runs in flight and any lock another thread
     held are left behind. Each endpoint starts clean on its next request."""
     global _pool, _scheduler, _pid
-    _pool, _scheduler, _pid = _Pool(), _Scheduler(), os.getpid()
+    _pool, _scheduler = _Pool(), _Scheduler()
     for endpoint in list(_ENDPOINTS):
         endpoint._reset()
+    _pid = os.getpid()  # last: until now, requests wait at _fork_lock
 
 
 def _check_pid() -> None:
@@ -1540,7 +1611,7 @@ def _write_prometheus(report: _Report, parts: _Parts, details: bool) -> str:
         ]
         lines += [
             f'flask_status_check_duration_seconds{{{url},check="{_label(k)}"}}'
-            f" {o.duration!r}"
+            f" {round(o.duration, 6)!r}"
             for k, o in checks
         ]
     return "\n".join(lines) + "\n"
