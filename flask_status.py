@@ -18,9 +18,11 @@
 returns ``False`` or outlasts its timeout. ``flask status`` runs the same
 checks from the command line.
 
-The module reads top to bottom in the order a status flows: the public API,
-then settings, the request, the run of checks on shared worker threads and
-the scheduler, the payload writers, and the command line.
+The module reads top to bottom as a status flows: the public API, whose
+view answers each request; the settings and their validators; the endpoint,
+where requests join runs of checks and runs settle; the worker threads and
+the scheduler that run them; the payload, one writer per format; and the
+command line.
 """
 
 from __future__ import annotations
@@ -1626,7 +1628,7 @@ class _Format(NamedTuple):
     write: Callable[[_Report, _Parts, bool], str]
 
 
-# Each ?format= value; "json" becomes "health" when the client prefers it.
+# Each ?format= value; without one, "health" if the client prefers it, else "json".
 _FORMATS = {
     "json": _Format("application/json", _write_json),
     "health": _Format("application/health+json", _write_health),
@@ -1635,6 +1637,13 @@ _FORMATS = {
     ),
 }
 _MIMETYPES = ("application/json", "application/health+json")
+
+
+def _prefers_health() -> bool:
+    """Whether the request's Accept header prefers application/health+json."""
+    return "health+json" in request.environ.get("HTTP_ACCEPT", "") and (
+        request.accept_mimetypes.best_match(_MIMETYPES) == _MIMETYPES[1]
+    )
 
 
 # -- the command line ---------------------------------------------------------
@@ -1685,10 +1694,3 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
         failed = failed or report.state == "FAIL"
     if failed:
         raise SystemExit(1)
-
-
-def _prefers_health() -> bool:
-    """Whether the request's Accept header prefers application/health+json."""
-    return "health+json" in request.environ.get("HTTP_ACCEPT", "") and (
-        request.accept_mimetypes.best_match(_MIMETYPES) == _MIMETYPES[1]
-    )
