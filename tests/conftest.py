@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import signal
 import socket
@@ -125,6 +126,23 @@ def status_threads() -> set[threading.Thread]:
     """The pool's worker threads alive now; tests count those new since a
     snapshot."""
     return {t for t in threading.enumerate() if t.name == "flask-status"}
+
+
+class StalledLogHandler(logging.Handler):
+    """An ERROR handler that stalls, as one sending mail may: it waits for
+    ``gate`` (at most ``stall`` seconds), then notes the message.
+    ``entered`` is set once a record reached it."""
+
+    def __init__(self, gate: threading.Event, stall: float = 2.0) -> None:
+        super().__init__(logging.ERROR)
+        self.gate, self.stall = gate, stall
+        self.entered = threading.Event()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.entered.set()
+        self.gate.wait(self.stall)
+        self.messages.append(record.getMessage())
 
 
 class Gunicorn(Protocol):

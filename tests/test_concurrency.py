@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from conftest import StalledLogHandler
 from conftest import status_threads
 from conftest import wait_for
 from flask import Flask
@@ -188,6 +189,85 @@ def test_workers_are_bounded(app: Flask, gate: threading.Event) -> None:
 def hang(started: list[str], name: str, gate: threading.Event) -> bool:
     started.append(name)
     return gate.wait()
+
+
+def test_a_check_no_worker_was_free_for_says_so(
+    app: Flask, client: FlaskClient, gate: threading.Event
+) -> None:
+    status = FlaskStatus(app, workers=2, timeout=0.3, show_errors=True)
+    status.add_field("hung1", gate.wait)
+    status.add_field("hung2", gate.wait)
+    status.add_field("quick", lambda: True)
+    assert get(client) == (
+        503,
+        {
+            "status": "FAIL",
+            "hung1": False,
+            "hung2": False,
+            "quick": False,
+            "errors": {
+                "hung1": "timed out after 0.3 s",
+                "hung2": "timed out after 0.3 s",
+                "quick": "timed out after 0.3 s waiting for a worker; all 2 were busy",
+            },
+        },
+    )
+    # The hung runs are past their deadlines: they hold no worker any more.
+    assert get(client) == (
+        503,
+        {
+            "status": "FAIL",
+            "hung1": False,
+            "hung2": False,
+            "quick": True,
+            "errors": {
+                "hung1": "timed out after 0.3 s; still running",
+                "hung2": "timed out after 0.3 s; still running",
+            },
+        },
+    )
+
+
+def test_the_log_of_a_check_that_never_started_does_not_say_it_runs(
+    app: Flask, client: FlaskClient, gate: threading.Event, caplog: Any
+) -> None:
+    status = FlaskStatus(app, workers=2, timeout=0.2)
+    status.add_field("hung1", gate.wait)
+    status.add_field("hung2", gate.wait)
+    status.add_field("queued", lambda: True)
+    assert get(client)[0] == 503
+
+    def messages() -> list[str]:
+        return sorted(r.getMessage() for r in caplog.records if r.name == app.name)
+
+    wait_for(lambda: len(messages()) == 3, "the timeouts to be logged")
+    assert messages() == [
+        "Check 'hung1' failed: timed out after 0.2 s; it has not returned yet",
+        "Check 'hung2' failed: timed out after 0.2 s; it has not returned yet",
+        "Check 'queued' failed: timed out after 0.2 s waiting for a worker;"
+        " all 2 were busy",  # it never started: nothing to return
+    ]
+
+
+def test_a_stalled_log_handler_holds_no_response_past_its_deadline(
+    app: Flask, client: FlaskClient, gate: threading.Event
+) -> None:
+    """The request that gives a hung run up leaves its log line to a worker:
+    a handler sending mail, say, does not hold the response."""
+    FlaskStatus(app, timeout=0.3).add_field("hung", gate.wait)
+    handler = StalledLogHandler(gate)  # stalls until released, at most 2 s
+    app.logger.addHandler(handler)
+    try:
+        start = time.monotonic()
+        assert get(client) == (503, {"status": "FAIL", "hung": False})
+        assert time.monotonic() - start < 1.5  # about 0.3 s, not 2.3 s
+        gate.set()
+        wait_for(lambda: handler.messages, "the timeout to be logged")
+    finally:
+        app.logger.removeHandler(handler)
+    assert handler.messages == [
+        "Check 'hung' failed: timed out after 0.3 s; it has not returned yet"
+    ]
 
 
 def test_idle_workers_go_away(

@@ -1,5 +1,6 @@
 """Durations in application/health+json and the Prometheus text format,
-through the test client."""
+which format a request gets, and the wording of reasons, through the test
+client."""
 
 from __future__ import annotations
 
@@ -186,3 +187,64 @@ def test_unknown_format_is_400(app: Flask, client: FlaskClient) -> None:
         in response.data
     )
     assert calls == []
+
+
+def test_format_json_beats_an_accept_header_preferring_health(
+    app: Flask, client: FlaskClient
+) -> None:
+    FlaskStatus(app, url="/readyz").add_field("db", lambda: True)
+    response = client.get("/readyz?format=json", headers=HEALTH)
+    assert (response.status_code, response.content_type, response.data) == (
+        200,
+        "application/json",
+        b'{"status":"OK","db":true}',
+    )
+    response = client.get("/readyz", headers=HEALTH)  # no ?format: Accept decides
+    assert (response.status_code, response.content_type) == (
+        200,
+        "application/health+json",
+    )
+    assert response.get_json(force=True)["status"] == "pass"
+
+
+def test_prometheus_durations_are_rounded_to_microseconds(
+    app: Flask, client: FlaskClient
+) -> None:
+    def check() -> bool:
+        time.sleep(0.002)
+        return True
+
+    status = FlaskStatus(app, url="/readyz")
+    for n in range(5):
+        status.add_field(f"c{n}", check)
+    text = prometheus(client, "/readyz?format=prometheus")
+    durations = re.findall(
+        r'^flask_status_check_duration_seconds\{url="/readyz",check="c\d"} (.+)$',
+        text,
+        re.MULTILINE,
+    )
+    assert len(durations) == 5
+    assert all(re.fullmatch(r"0\.[0-9]{1,6}", d) for d in durations), durations
+    assert all(0.002 <= float(d) < 1 for d in durations)
+
+
+# -- reasons -------------------------------------------------------------------
+
+
+class Item:
+    """A class of the app's, which JSON cannot encode."""
+
+
+def test_reasons_use_the_right_article(app: Flask, client: FlaskClient) -> None:
+    status = FlaskStatus(app, show_errors=True)
+    status.add_field("number", lambda: 1j)
+    status.add_field("item", Item)
+    assert client.get("/api/status").get_json() == {
+        "status": "FAIL",
+        "number": False,
+        "item": False,
+        "errors": {
+            "number": "returned a complex object that JSON cannot encode",
+            "item": "returned an Item object that JSON cannot encode",
+        },
+    }

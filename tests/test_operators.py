@@ -84,6 +84,19 @@ def test_unknown_exclude_warnings_are_bounded(
     assert len(warnings(caplog, app)) == 64
 
 
+def test_one_request_logs_at_most_64_unknown_names(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    build_readyz(app, [])
+    names = [f"n{number}" for number in range(5000)]
+    assert client.get(f"/readyz?exclude={','.join(names)}").status_code == 503
+    assert client.get("/readyz?exclude=more,names").status_code == 503
+    listed = ", ".join(map(repr, sorted(names)[:64]))
+    assert warnings(caplog, app) == [
+        f"Cannot exclude {listed} from /readyz: there is no such field."
+    ]
+
+
 def test_cli_exclude(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
     calls: list[str] = []
     build_readyz(app, calls)
@@ -221,6 +234,28 @@ def test_per_check_at_the_root_is_refused(app: Flask) -> None:
     assert str(error.value) == text
     assert [r.rule for r in app.url_map.iter_rules()] == ["/static/<path:filename>"]
     FlaskStatus(app, url="/", per_check=False)  # the root alone is fine
+
+
+@pytest.mark.parametrize("rule", ["/readyz/<name>", "/readyz/x"])
+def test_per_check_routes_must_not_clash_with_the_apps(app: Flask, rule: str) -> None:
+    def mine(**kwargs: str) -> str:
+        return "the app's own view"
+
+    app.add_url_rule(rule, "mine", mine)
+    with pytest.raises(ValueError) as error:
+        FlaskStatus(app, url="/readyz", per_check=True)
+    assert str(error.value) == (
+        f"The URL {rule!r} is already routed on {app!r}; give this FlaskStatus"
+        " another url."
+    )
+    assert sorted(r.rule for r in app.url_map.iter_rules()) == [
+        rule,
+        "/static/<path:filename>",
+    ]
+    FlaskStatus(app, url="/readyz").add_field("db", lambda: True)  # no clash
+    client = app.test_client()
+    assert client.get("/readyz").get_json() == {"status": "OK", "db": True}
+    assert client.get("/readyz/x").data == b"the app's own view"
 
 
 # -- the authenticator comes first ---------------------------------------------

@@ -20,6 +20,7 @@ from conftest import wait_for
 from flask import Flask
 from flask.testing import FlaskClient
 
+import flask_status
 from flask_status import FlaskStatus
 from flask_status import StatusChange
 
@@ -385,6 +386,30 @@ def test_the_schedule_holds_the_app_weakly() -> None:
     count = len(calls)
     time.sleep(0.3)  # six intervals
     assert len(calls) == count
+
+
+def test_the_heap_keeps_no_entries_of_collected_apps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Apps made by a factory, each served once and dropped, leave no
+    hour-long entries behind: the heap is pruned as it grows."""
+    scheduler = flask_status._Scheduler()
+    monkeypatch.setattr(flask_status, "_scheduler", scheduler)
+    sizes = []
+    try:
+        for n in range(300):
+            app = Flask(f"factory{n}")
+            FlaskStatus(app, every=3600).add_field("db", lambda: True)
+            assert get(app.test_client()) == (200, {"status": "OK", "db": True})
+            del app
+            if n % 10 == 9:
+                gc.collect()  # apps in reference cycles, if any
+            sizes.append(len(scheduler._heap))
+    finally:
+        with scheduler._cond:  # let its thread go
+            scheduler._heap.clear()
+            scheduler._cond.notify()
+    assert max(sizes) <= 64 + 4  # two entries per app before the fix: 600
 
 
 def test_flask_status_runs_each_check_once(app: Flask) -> None:
