@@ -208,7 +208,7 @@ class FlaskStatus:
         taken = [
             rule.rule
             for rule in app.url_map.iter_rules()
-            if rule.rule == url or (settings.per_check and rule.rule.startswith(below))
+            if rule.rule == url or (settings.per_check and _below(rule.rule, below))
         ]
         if url in served or taken:
             raise ValueError(
@@ -505,6 +505,13 @@ class FlaskStatus:
 # -- settings: each with its default and the validator beside it -------------
 
 
+def _below(rule: str, prefix: str) -> bool:
+    """Whether ``rule`` answers a path of one more segment below ``prefix``,
+    as ``<prefix><key>`` does."""
+    rest = rule[len(prefix) :] if rule.startswith(prefix) else ""
+    return bool(rest) and ("/" not in rest or "<path:" in rest)
+
+
 def _url(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a string, not {value!r}.")
@@ -792,7 +799,9 @@ class _Run:
         try:
             endpoint.settle(app, self, outcome, error)
         finally:
-            del error  # its traceback holds this frame, and so the app
+            if error is not None:  # logged: its traceback holds this frame,
+                error.__traceback__ = None  # and so the app, in a cycle
+            del error
         return outcome.ok
 
     def abandon(self, app: Flask, reason: str) -> None:
@@ -1075,7 +1084,7 @@ class _Endpoint:
         every = self.one_shot or self.settings.log == "every"
         if not outcome.ok and (every or old in (None, "OK")):
             reason = str(outcome.reason)
-            if not returned:
+            if not run.returned:
                 reason += "; it has not returned yet"
             level = logging.ERROR if critical else logging.WARNING
             line = (level, "Check %r failed: %s", key, reason)
@@ -1159,7 +1168,8 @@ def _timed_out(run: _Run) -> _Outcome:
     reason = f"timed out after {run.timeout} s"
     if not run.admitted:
         workers = run.endpoint.settings.workers
-        reason += f" waiting for a worker; all {workers} were busy"
+        busy = "the only one was" if workers == 1 else f"all {workers} were"
+        reason += f" waiting for a worker; {busy} busy"
     return _Outcome(False, "false", reason, time.time(), run.timeout)
 
 

@@ -90,8 +90,9 @@ def test_a_child_runs_checks_after_its_parent_did(
 
 
 def c_fork() -> int:
-    """fork() from C, as uWSGI forks its workers: Python runs no at-fork hook."""
-    return int(ctypes.CDLL(None).fork())
+    """fork() from C, as uWSGI forks its workers: Python runs no at-fork hook.
+    PyDLL keeps the GIL through the call, so the child has it."""
+    return int(ctypes.PyDLL(None).fork())
 
 
 @pytest.mark.parametrize("fork", [os.fork, c_fork], ids=["os.fork", "C fork"])
