@@ -21,6 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_status import FlaskStatus
+from flask_status import StatusChange
 
 
 @pytest.fixture
@@ -200,3 +201,32 @@ def prometheus(
     )
     assert response.headers["Cache-Control"] == "no-store"
     return response.get_data(as_text=True)
+
+
+# -- status changes: checks the test switches, changes compared without time
+
+
+def change(
+    check: str | None, old: str | None, new: str, reason: str | None = None
+) -> StatusChange:
+    """A change at /readyz, with ``at`` zeroed to compare with ``timeless``."""
+    return StatusChange("/readyz", check, old, new, reason, 0.0)
+
+
+def timeless(changes: list[StatusChange]) -> list[StatusChange]:
+    return [c._replace(at=0.0) for c in changes]
+
+
+class Switch:
+    """A check whose next results the test sets: True passes, False fails,
+    an exception is raised."""
+
+    def __init__(self, result: object = True) -> None:
+        self.result = result
+        self.calls = 0
+
+    def __call__(self) -> object:
+        self.calls += 1
+        if isinstance(self.result, BaseException):
+            raise self.result
+        return self.result

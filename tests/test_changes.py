@@ -10,6 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import Switch
+from conftest import change
+from conftest import timeless
 from conftest import wait_for
 from flask import Flask
 from flask import current_app
@@ -25,32 +28,6 @@ URL = "/readyz"
 def get(client: FlaskClient, url: str = URL) -> tuple[int, Any]:
     response = client.get(url)
     return response.status_code, response.get_json()
-
-
-def change(
-    check: str | None, old: str | None, new: str, reason: str | None = None
-) -> StatusChange:
-    """A change at /readyz, with ``at`` zeroed to compare against ``timeless``."""
-    return StatusChange(URL, check, old, new, reason, 0.0)
-
-
-def timeless(changes: list[StatusChange]) -> list[StatusChange]:
-    return [c._replace(at=0.0) for c in changes]
-
-
-class Switch:
-    """A check whose next results the test sets: True passes, False fails,
-    an exception is raised."""
-
-    def __init__(self, result: object = True) -> None:
-        self.result = result
-        self.calls = 0
-
-    def __call__(self) -> object:
-        self.calls += 1
-        if isinstance(self.result, BaseException):
-            raise self.result
-        return self.result
 
 
 @pytest.fixture

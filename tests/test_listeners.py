@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 from conftest import StalledLogHandler
+from conftest import Switch
+from conftest import change
+from conftest import timeless
 from conftest import wait_for
 from flask import Flask
 from flask.testing import FlaskClient
@@ -24,29 +27,6 @@ URL = "/readyz"
 def get(client: FlaskClient, url: str = URL) -> tuple[int, Any]:
     response = client.get(url)
     return response.status_code, response.get_json()
-
-
-def change(
-    check: str | None, old: str | None, new: str, reason: str | None = None
-) -> StatusChange:
-    """A change at /readyz, with ``at`` zeroed to compare against ``timeless``."""
-    return StatusChange(URL, check, old, new, reason, 0.0)
-
-
-def timeless(changes: list[StatusChange]) -> list[StatusChange]:
-    return [c._replace(at=0.0) for c in changes]
-
-
-class Switch:
-    """A check returning what the test sets, or raising it if an exception."""
-
-    def __init__(self, result: object = True) -> None:
-        self.result = result
-
-    def __call__(self) -> object:
-        if isinstance(self.result, BaseException):
-            raise self.result
-        return self.result
 
 
 def test_changes_arrive_in_order_though_a_log_handler_stalls_one(
