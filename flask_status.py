@@ -497,8 +497,9 @@ class FlaskStatus:
     def _shows_details(self, app: Flask) -> bool:
         try:
             return bool(self._details())  # type: ignore[misc]
-        except Exception:
-            app.logger.exception("The details predicate %r raised.", self._details)
+        except Exception as error:
+            message = "The details predicate %r raised."
+            _emit(app, logging.ERROR, message, self._details, error=error)
             return False
 
 
@@ -1136,11 +1137,9 @@ class _Endpoint:
         unknown = unknown[: max(0, _UNKNOWN_NAMES - len(self.unknown))]
         if unknown:
             self.unknown.update(unknown)
-            app.logger.warning(
-                "Cannot exclude %s from %s: there is no such field.",
-                ", ".join(map(repr, unknown)),
-                self.settings.url,
-            )
+            message = "Cannot exclude %s from %s: there is no such field."
+            shown = ", ".join(map(repr, unknown))
+            _emit(app, logging.WARNING, message, shown, self.settings.url, error=None)
         return names
 
     def encoder(self, app: Flask) -> Callable[[Any], str]:
@@ -1194,17 +1193,16 @@ class _Notice:
                     return True
                 change = endpoint.changes.popleft() if endpoint.changes else None
             if dropped:
-                app.logger.warning(
-                    "%d status changes were dropped: the listeners fell behind.",
-                    dropped,
-                )
+                message = "%d status changes were dropped: the listeners fell behind."
+                _emit(app, logging.WARNING, message, dropped, error=None)
             if change is not None:
                 _tell(app, endpoint.status._listeners, change)
 
     def abandon(self, app: Flask, reason: str) -> None:
         with self.endpoint.lock:
             self.endpoint.notifying = False
-        app.logger.error("Status changes were not delivered: %s", reason)
+        message = "Status changes were not delivered: %s"
+        _emit(app, logging.ERROR, message, reason, error=None)
 
 
 def _tell(
@@ -1213,10 +1211,9 @@ def _tell(
     for listener in listeners:
         try:
             listener(change)
-        except BaseException:  # SystemExit too: the others still run
-            app.logger.exception(
-                "The status listener %r failed on %r.", listener, change
-            )
+        except BaseException as error:  # SystemExit too: the others still run
+            message = "The status listener %r failed on %r."
+            _emit(app, logging.ERROR, message, listener, change, error=error)
 
 
 class _Call:
@@ -1236,7 +1233,9 @@ class _Call:
 def _emit(
     app: Flask, level: int, message: str, *args: Any, error: BaseException | None
 ) -> None:
-    with contextlib.suppress(BaseException):  # a broken handler wedges nothing
+    """Log through ``app.logger``; a log filter or handler that raises must
+    not kill a worker, drop a change or fail a request."""
+    with contextlib.suppress(BaseException):
         app.logger.log(level, message, *args, exc_info=error)
 
 
@@ -1336,11 +1335,9 @@ class _Pool:
         finally:
             try:
                 context.pop()
-            except BaseException:  # the app's teardown hooks
-                with contextlib.suppress(BaseException):
-                    app.logger.exception(
-                        "The application context of a status check failed to close."
-                    )
+            except BaseException as error:  # the app's teardown hooks
+                message = "The application context of a status check failed to close."
+                _emit(app, logging.ERROR, message, error=error)
 
     def _next(self, app: Flask) -> Any:
         with self._lock:
@@ -1690,9 +1687,13 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
     excluded = _names(exclude)
     unknown = excluded.difference(*(status._fields for status in served.values()))
     if unknown:
-        app.logger.warning(
-            "Cannot exclude %s: no endpoint has such a field.",
+        message = "Cannot exclude %s: no endpoint has such a field."
+        _emit(
+            app,
+            logging.WARNING,
+            message,
             ", ".join(map(repr, sorted(unknown))),
+            error=None,
         )
     failed = False
     for path, status in served.items():

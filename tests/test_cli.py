@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -107,3 +108,73 @@ def test_blank_url_is_a_usage_error(app: Flask) -> None:
     result = app.test_cli_runner().invoke(args=["status", "--url", " "])
     assert result.exit_code == 2
     assert "Invalid value for --url: The status URL ' ' is empty" in result.output
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def flask_cli(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flask", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_where_the_readme_runs_flask_status_from() -> None:
+    ok = (0, '/api/status {"status":"OK"}\n')
+    in_examples = flask_cli(ROOT / "examples", "--app", "main", "status")
+    assert (in_examples.returncode, in_examples.stdout) == ok
+    by_path = flask_cli(ROOT, "--app", "examples/main.py", "status")
+    assert (by_path.returncode, by_path.stdout) == ok
+    from_root = flask_cli(ROOT, "--app", "main", "status")
+    assert from_root.returncode == 2
+    assert "Error: Could not import 'main'." in from_root.stderr
+
+
+FACTORY = """\
+from flask import Flask
+
+from flask_status import FlaskStatus
+
+status = FlaskStatus(url="/readyz")
+status.add_field("db", lambda: True)
+
+
+def create_app():
+    app = Flask(__name__)
+    status.init_app(app)
+    return app
+"""
+
+
+def test_the_readme_forms_for_an_installed_package(tmp_path: Path) -> None:
+    package = tmp_path / "site" / "yourpackage"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(FACTORY)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}  # as if installed
+    factory = flask_cli(
+        elsewhere,
+        "--app",
+        "yourpackage:create_app()",
+        "status",
+        "--url",
+        "/readyz",
+        env=env,
+    )
+    assert (factory.returncode, factory.stdout) == (
+        0,
+        '/readyz {"status":"OK","db":true}\n',
+    )
+    by_env = flask_cli(elsewhere, "status", env={**env, "FLASK_APP": "yourpackage"})
+    assert (by_env.returncode, by_env.stdout) == (
+        0,
+        '/readyz {"status":"OK","db":true}\n',
+    )

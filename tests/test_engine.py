@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import statistics
 import threading
 import time
 import weakref
@@ -102,13 +103,16 @@ def test_a_late_run_answers_at_once_until_it_returns(
     failed = {"status": "FAIL", "hung": False}
     assert get(client) == (503, {**failed, "errors": {"hung": "timed out after 0.2 s"}})
     late = (503, {**failed, "errors": {"hung": "timed out after 0.2 s; still running"}})
-    slowest = 0.0
+    took = []
     for _ in range(10):
         start = time.monotonic()
         answer = get(client)
-        slowest = max(slowest, time.monotonic() - start)
+        took.append(time.monotonic() - start)
         assert answer == late
-    assert slowest < 0.1  # no request waits the 0.2 s again
+    # Well under 0.05 s each; the median, so one slow slice of a shared
+    # machine does not decide, and none waits the 0.2 s again.
+    assert statistics.median(took) < 0.05
+    assert max(took) < 0.15
     assert calls == ["call"]  # and none starts a second run beside the hung one
     gate.set()  # the check returns: the next request starts a fresh run
     deadline = time.monotonic() + 2

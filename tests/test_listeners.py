@@ -1,6 +1,7 @@
 """Status changes reach the listeners in order, whatever holds a settle up
 (a stalled log handler, a stuck listener), a listener raising SystemExit
-stops no other, and the overall status is tracked before any listener."""
+stops no other, a log that raises breaks nothing, and the overall status is
+tracked before any listener."""
 
 from __future__ import annotations
 
@@ -168,4 +169,41 @@ def test_a_listener_added_after_requests_hears_the_overall_status_it_left(
     assert timeless(heard) == [
         change("db", "OK", "FAIL", "returned False"),
         change(None, "OK", "FAIL"),  # not None -> FAIL: it was OK all along
+    ]
+
+
+class Refusing(logging.Filter):
+    """A log filter that raises, as a full disk or a broken handler might."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        raise RuntimeError("log is full")
+
+
+def test_a_log_that_raises_breaks_no_listener_request_or_worker(app: Flask) -> None:
+    heard: list[StatusChange] = []
+
+    def raising(change: StatusChange) -> None:
+        raise KeyError(change.check)
+
+    db = Switch()
+    status = FlaskStatus(app, url=URL)
+    status.add_field("db", db)
+    status.on_change(raising)  # its failure is logged: the log raises
+    status.on_change(heard.append)
+    status.details_when(lambda: 1 / 0)  # so is this predicate's
+    refusing = Refusing()
+    app.logger.addFilter(refusing)  # the logger is shared by name: undo it
+    try:
+        client = app.test_client()
+        assert get(client, URL + "?exclude=nope") == (200, {"status": "OK"})
+        db.result = False
+        assert get(client) == (503, {"status": "FAIL"})
+        wait_for(lambda: len(heard) == 4, "all four changes, past the raising log")
+    finally:
+        app.logger.removeFilter(refusing)
+    assert timeless(heard) == [
+        change("db", None, "OK"),
+        change(None, None, "OK"),
+        change("db", "OK", "FAIL", "returned False"),
+        change(None, "OK", "FAIL"),
     ]
