@@ -794,7 +794,7 @@ class _Run:
             value = self.field.value()
             if inspect.iscoroutine(value):
                 value = asyncio.run(value)
-            outcome, error = _judge(value, endpoint.encoder(app), start)
+            outcome, error = _judge(value, endpoint.parts(app).encode, start)
         except BaseException as exc:  # SystemExit too: a run must always settle
             outcome, error = _failed(_describe(exc), start), exc
         try:
@@ -1141,9 +1141,6 @@ class _Endpoint:
             shown = ", ".join(map(repr, unknown))
             _emit(app, logging.WARNING, message, shown, self.settings.url, error=None)
         return names
-
-    def encoder(self, app: Flask) -> Callable[[Any], str]:
-        return self.parts(app).encode
 
     def parts(self, app: Flask) -> _Parts:
         """The static parts of the payload, encoded with the app's JSON
