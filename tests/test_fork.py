@@ -244,20 +244,22 @@ IN_FLIGHT_AT_FORK = """
     from flask_status import FlaskStatus
 
     app = Flask(__name__)
-    status = FlaskStatus(app, url="/readyz", timeout=0.5)
-    master, gate = os.getpid(), threading.Event()
+    status = FlaskStatus(app, url="/readyz", timeout=5)
+    master, entered, gate = os.getpid(), threading.Event(), threading.Event()
 
 
     @status.field
     def pid():
         if os.getpid() == master:
-            gate.wait(5)  # still in flight when uWSGI forks its workers
+            entered.set()
+            gate.wait(10)  # still in flight when uWSGI forks its workers
         return os.getpid()
 
 
     client = app.test_client()  # import everything before a thread runs
     threading.Thread(target=lambda: client.get("/readyz"), daemon=True).start()
-    time.sleep(0.1)
+    assert entered.wait(5)  # the check is running in the master
+    time.sleep(0.2)  # until it and the request are blocked, as in C_FORK_IN_FLIGHT
 """
 
 
