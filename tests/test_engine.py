@@ -112,7 +112,7 @@ def test_a_late_run_answers_at_once_until_it_returns(
     # Well under 0.05 s each; the median, so one slow slice of a shared
     # machine does not decide, and none waits the 0.2 s again.
     assert statistics.median(took) < 0.05
-    assert max(took) < 0.15
+    assert max(took) < 0.2
     assert calls == ["call"]  # and none starts a second run beside the hung one
     gate.set()  # the check returns: the next request starts a fresh run
     deadline = time.monotonic() + 2
