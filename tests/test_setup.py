@@ -27,7 +27,6 @@ FROM_ENV = (
     "Config values from environment variables are strings:"
     " app.config.from_prefixed_env() parses numbers and booleans."
 )
-BOOLS = FROM_ENV
 NEVER = (
     "has a variable part, a query or a fragment, which a status route can never"
     " answer; give a plain path such as '/api/status'."
@@ -138,8 +137,8 @@ def test_status_stays_allowed_in_the_message(app: Flask) -> None:
 
 # Each case: the key, a bad value, the error's type and its exact text, which
 # names the key and the value and says what to give instead.
-# tests/test_checks.py::test_bad_config_fails_at_init_app has more.
 CONFIG_ERRORS: list[tuple[str, Any, type[Exception], str]] = [
+    ("STATUS_URL", "/status/<name>", ValueError, f"'/status/<name>' {NEVER}"),
     ("STATUS_URL", "/status?x=1", ValueError, f"'/status?x=1' {NEVER}"),
     ("STATUS_URL", "/status#top", ValueError, f"'/status#top' {NEVER}"),
     ("STATUS_URL", 5, TypeError, "must be a string, not 5."),
@@ -159,6 +158,13 @@ CONFIG_ERRORS: list[tuple[str, Any, type[Exception], str]] = [
     ),
     (
         "STATUS_MESSAGE",
+        {"checks": {}},
+        ValueError,
+        "has the key 'checks', which the status endpoint writes itself; rename"
+        " that key.",
+    ),
+    (
+        "STATUS_MESSAGE",
         42,
         TypeError,
         "must be a string or a dict with string keys, not 42.",
@@ -169,6 +175,24 @@ CONFIG_ERRORS: list[tuple[str, Any, type[Exception], str]] = [
         "5",
         TypeError,
         f"must be a number of seconds, not '5'. {FROM_ENV}",
+    ),
+    (
+        "STATUS_TIMEOUT",
+        "fast",
+        TypeError,
+        f"must be a number of seconds, not 'fast'. {FROM_ENV}",
+    ),
+    (
+        "STATUS_TIMEOUT",
+        float("inf"),
+        ValueError,
+        "inf is out of range; give a finite number of seconds above 0.",
+    ),
+    (
+        "STATUS_TIMEOUT",
+        1e10,
+        ValueError,
+        f"10000000000.0 is more seconds than Python can wait {MAX}; give fewer.",
     ),
     (
         "STATUS_TIMEOUT",
@@ -187,6 +211,12 @@ CONFIG_ERRORS: list[tuple[str, Any, type[Exception], str]] = [
         -1,
         ValueError,
         "-1 is out of range; give a finite number of seconds from 0.",
+    ),
+    (
+        "STATUS_CACHE",
+        10**400,
+        ValueError,
+        "1" + "0" * 400 + f" is more seconds than Python can wait {MAX}; give fewer.",
     ),
     (
         "STATUS_EVERY",
@@ -210,11 +240,26 @@ CONFIG_ERRORS: list[tuple[str, Any, type[Exception], str]] = [
         "STATUS_SHOW_ERRORS",
         "true",
         TypeError,
-        f"must be True or False, not 'true'. {BOOLS}",
+        f"must be True or False, not 'true'. {FROM_ENV}",
+    ),
+    (
+        "STATUS_SHOW_ERRORS",
+        "yes",
+        TypeError,
+        f"must be True or False, not 'yes'. {FROM_ENV}",
     ),
     ("STATUS_SHOW_ERRORS", 1, TypeError, "must be True or False, not 1."),
+    ("STATUS_WORKERS", 0, ValueError, "0 must be 1 or more."),
     ("STATUS_WORKERS", -2, ValueError, "-2 must be 1 or more."),
+    ("STATUS_WORKERS", 2.5, TypeError, "must be an int, not 2.5."),
     ("STATUS_WORKERS", True, TypeError, "must be an int, not True."),
+    (
+        "STATUS_LOG",
+        "all",
+        ValueError,
+        "'all' is not a log mode; give 'transitions' (log when a check starts"
+        " failing and when it recovers) or 'every' (each failed run).",
+    ),
     (
         "STATUS_LOG",
         "Every",
@@ -226,7 +271,7 @@ CONFIG_ERRORS: list[tuple[str, Any, type[Exception], str]] = [
         "STATUS_PER_CHECK",
         "false",
         TypeError,
-        f"must be True or False, not 'false'. {BOOLS}",
+        f"must be True or False, not 'false'. {FROM_ENV}",
     ),
     ("STATUS_PER_CHECK", None, TypeError, "must be True or False, not None."),
 ]
