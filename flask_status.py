@@ -830,7 +830,7 @@ def _failed(reason: str, start: float) -> _Outcome:
     return _Outcome(False, "false", reason, time.time(), time.monotonic() - start)
 
 
-def _describe(error: BaseException | None) -> str:
+def _describe(error: BaseException) -> str:
     """``Type: message``, as a traceback's last line without its notes."""
     kind = type(error)
     name = kind.__qualname__
