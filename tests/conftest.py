@@ -3,6 +3,7 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,8 +26,12 @@ from flask_status import StatusChange
 
 
 @pytest.fixture
-def app() -> Flask:
-    app = Flask(__name__)
+def app(request: pytest.FixtureRequest) -> Flask:
+    """An app named for its test, so that its logger is its own: a line that
+    a worker logs late for an earlier test's app cannot land in this one's
+    records."""
+    name = re.sub(r"\W", "_", request.node.name)
+    app = Flask(name, root_path=str(Path(__file__).parent))
     app.config["TESTING"] = True
     return app
 

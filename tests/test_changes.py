@@ -217,7 +217,9 @@ def test_a_raising_listener_is_logged_and_the_others_run(
     assert get(app.test_client()) == (503, {"status": "FAIL", "db": False})
     wait_for(lambda: len(heard) == 2, "the listener after the broken one")
     failures = [
-        r for r in caplog.records if r.getMessage().startswith("The status listener")
+        r
+        for r in caplog.records
+        if r.name == app.name and r.getMessage().startswith("The status listener")
     ]
     assert [(r.name, r.levelno, r.getMessage()) for r in failures] == [
         (app.name, logging.ERROR, f"The status listener {broken!r} failed on {c!r}.")

@@ -143,7 +143,9 @@ def test_a_listener_raising_system_exit_stops_no_other(
         change(None, "FAIL", "OK"),
     ]
     failures = [
-        r for r in caplog.records if r.getMessage().startswith("The status listener")
+        r
+        for r in caplog.records
+        if r.name == app.name and r.getMessage().startswith("The status listener")
     ]
     assert [(r.name, r.levelno, r.getMessage()) for r in failures] == [
         (app.name, logging.ERROR, f"The status listener {exits!r} failed on {c!r}.")
