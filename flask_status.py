@@ -734,6 +734,17 @@ class _Latch:
         self.pending = 0
 
 
+def _count_down(latches: list[_Latch]) -> list[_Latch]:
+    """Count a settled run down on each of ``latches``; the ones it opens
+    (the endpoint's lock held)."""
+    ready = []
+    for latch in latches:
+        latch.pending -= 1
+        if not latch.pending:
+            ready.append(latch)
+    return ready
+
+
 class _Run:
     """One call of a check, which any number of requests may wait for."""
 
@@ -937,16 +948,17 @@ class _Endpoint:
 
     def _wait(self, app: Flask, latch: _Latch, runs: list[_Run]) -> None:
         """Wait for ``runs`` until the latch opens, giving each up at its own
-        deadline, so that its worker goes to a run waiting for one."""
+        deadline, so that its worker goes to a run waiting for one. A run
+        that settled logs before it opens the latch: its log line comes
+        before the response, unless a handler stalls past the deadlines."""
         while True:
             now = time.monotonic()
             for run in runs:
                 if run.outcome is None and run.deadline <= now:
                     self.expire(app, run)
             pending = [run.deadline for run in runs if run.outcome is None]
-            if not pending:
-                return
-            if latch.lock.acquire(timeout=max(0.0, min(pending) - now)):
+            until = min(pending) if pending else max(run.deadline for run in runs)
+            if latch.lock.acquire(timeout=max(0.0, until - now)) or not pending:
                 return
 
     def _start(self, field: _Field, now: float, before: _Run | None) -> _Run:
@@ -1001,11 +1013,13 @@ class _Endpoint:
     ) -> _Outcome:
         """Record how ``run`` ended: ``returned`` when its call is over, else
         because its deadline passed. The first outcome stands, and one that
-        comes after the deadline is a timeout. Logs it, wakes the requests
-        waiting for it and tells the listeners; returns the outcome."""
+        comes after the deadline is a timeout. Logs it, then wakes the
+        requests waiting for it (whose responses so come after the log line),
+        and tells the listeners; returns the outcome."""
         now = time.monotonic()
         ready: list[_Latch] = []
-        old, notify = None, False
+        latches: list[_Latch] = []  # to count down once the line is logged
+        old, notify, loud = None, False, False
         with self.lock:
             first = run.outcome is None
             if first:
@@ -1013,13 +1027,12 @@ class _Endpoint:
                     outcome, error = _timed_out(run), None
                 run.outcome = outcome
                 run.late = not returned or now > run.deadline  # a timeout
-                for latch in run.latches:
-                    latch.pending -= 1
-                    if not latch.pending:
-                        ready.append(latch)
-                run.latches = []
                 old, changes = self._track(run.field, outcome)
                 notify = bool(changes) and self._queue(changes)
+                loud = not outcome.ok or old not in (None, "OK")  # else no log
+                latches, run.latches = run.latches, []
+                if not (loud and returned):
+                    ready, latches = _count_down(latches), []
             ended = not run.returned and (returned or not run.admitted)
             if ended:  # its call is over, or it will never start
                 run.returned = True
@@ -1035,8 +1048,11 @@ class _Endpoint:
         if admitted:
             _pool.submit(admitted)
         if first:
-            if not outcome.ok or old not in (None, "OK"):  # else nothing to log
+            if loud:
                 self._log(app, run, outcome, old, error, returned)
+            if latches:  # the requests waiting read the log line it wrote
+                with self.lock:
+                    ready = _count_down(latches)
             for latch in ready:
                 latch.lock.release()
         if notify:

@@ -270,6 +270,41 @@ def test_a_stalled_log_handler_holds_no_response_past_its_deadline(
     ]
 
 
+def test_a_failure_is_logged_before_its_response(
+    app: Flask, client: FlaskClient, gate: threading.Event
+) -> None:
+    """A test reading its log right after the response finds the line, even
+    when the worker is slow to write it, and another check settles last."""
+    status = FlaskStatus(app)
+    status.add_field("db", lambda: False)
+    status.add_field("cache", lambda: True)  # run by another worker meanwhile
+    handler = StalledLogHandler(gate, stall=0.2)  # a slow handler, never released
+    app.logger.addHandler(handler)
+    try:
+        assert get(client) == (503, {"status": "FAIL", "db": False, "cache": True})
+        assert handler.messages == ["Check 'db' failed: returned False"]
+    finally:
+        app.logger.removeHandler(handler)
+
+
+def test_a_stalled_log_handler_holds_a_response_no_longer_than_the_timeout(
+    app: Flask, client: FlaskClient, gate: threading.Event
+) -> None:
+    FlaskStatus(app, timeout=0.3).add_field("db", lambda: False)
+    handler = StalledLogHandler(gate)  # stalls until released, at most 2 s
+    app.logger.addHandler(handler)
+    try:
+        start = time.monotonic()
+        assert get(client) == (503, {"status": "FAIL", "db": False})
+        assert 0.25 < time.monotonic() - start < 1.5  # about 0.3 s, not 2 s
+        assert handler.messages == []
+        gate.set()
+        wait_for(lambda: handler.messages, "the failure to be logged")
+    finally:
+        app.logger.removeHandler(handler)
+    assert handler.messages == ["Check 'db' failed: returned False"]
+
+
 def test_idle_workers_go_away(
     app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
