@@ -127,7 +127,7 @@ def test_concurrent_requests_share_one_run(app: Flask, gate: threading.Event) ->
         client.start()
     for _ in clients:
         assert arrived.acquire(timeout=5)
-    time.sleep(0.2)  # let the last arrivals reach the run
+    time.sleep(0.5)  # let the last arrivals reach the run
     gate.set()
     for client in clients:
         client.join()
@@ -142,7 +142,7 @@ def test_hung_check_ties_up_one_thread(app: Flask, gate: threading.Event) -> Non
         calls.append(1)
         return gate.wait()
 
-    FlaskStatus(app, timeout=0.02).add_field("hung", hung)
+    FlaskStatus(app, timeout=0.2).add_field("hung", hung)
     before = status_threads()
 
     def hammer() -> None:
@@ -156,9 +156,9 @@ def test_hung_check_ties_up_one_thread(app: Flask, gate: threading.Event) -> Non
     for client in clients:
         client.join()
     assert calls == [1]
-    assert (
-        len(status_threads() - before) <= 1
-    )  # idle workers of earlier tests are reused
+    # The hung call's thread, and one more (or an idle one from an earlier
+    # test) that logged the timeout.
+    assert len(status_threads() - before) <= 2
 
 
 def test_one_instance_two_apps_share_no_runs() -> None:
