@@ -28,9 +28,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listen(port: int = 0) -> socket.socket:
+    """A TCP listener on 127.0.0.1 that stands in for the cache server."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(256)
+    return sock
+
+
 class Server:
     def __init__(self, port: int, database: Path, cache: socket.socket) -> None:
         self.port, self.database, self.cache = port, database, cache
+        self.cache_port: int = cache.getsockname()[1]
 
     def request(
         self, path: str, method: str = "GET", headers: dict[str, str] | None = None
@@ -47,14 +57,26 @@ class Server:
         code, _, body = self.request(path, headers=headers)
         return code, json.loads(body) if body.startswith(b"{") else body
 
+    def restart_cache(self) -> None:
+        """Listen again on the cache's port, after a test closed it."""
+        self.cache.close()
+        self.cache = listen(self.cache_port)
+
+    def wait_until_ready(self) -> None:
+        """Wait until every worker answers /readyz with OK again, after a
+        test broke a dependency (the database's result is cached for 2 s)."""
+        ready = (200, {"status": "OK", "database": True, "cache": True})
+        deadline = time.monotonic() + 2 + 3  # the cache, and a margin
+        while [self.get("/readyz") for _ in range(4)] != [ready] * 4:
+            assert time.monotonic() < deadline, "the server did not recover"
+            time.sleep(0.1)
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     pytest.importorskip("gunicorn")
     folder = tmp_path_factory.mktemp("server")
-    cache = socket.socket()
-    cache.bind(("127.0.0.1", 0))
-    cache.listen(256)
+    cache = listen()
     port = free_port()
     env = dict(
         os.environ,
@@ -94,7 +116,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
     finally:
         stop(process)
-        cache.close()
+        server.cache.close()
 
 
 AUTH = {"X-Status-Token": "s3cret"}
@@ -179,31 +201,44 @@ def test_locked_database_times_out_within_its_deadline(server: Server) -> None:
 
 def test_warn_without_the_cache(server: Server) -> None:
     server.cache.close()  # connections to its port are now refused
-    code, body = server.get("/api/status", **AUTH)
+    try:
+        code, body = server.get("/api/status", **AUTH)
+    finally:
+        server.restart_cache()
     assert code == 200
     assert body["status"] == "WARN"
     assert body["cache"] is False
     assert body["errors"]["cache"].startswith("ConnectionRefusedError: ")
+    assert server.get("/api/status", **AUTH) == (
+        200,
+        {"status": "OK", "database": True, "cache": True},
+    )
 
 
 def test_fail_without_the_database(server: Server) -> None:
+    server.wait_until_ready()
     server.database.unlink()
-    code, body = server.get("/api/status", **AUTH)  # uncached: at once
+    try:
+        code, body = server.get("/api/status", **AUTH)  # uncached: at once
+        # /readyz reuses the database's result for 2 s (cache=2): until then
+        # each worker may still answer with the result from before it went.
+        cached = (200, {"status": "OK", "database": True, "cache": True})
+        deadline = time.monotonic() + 2 + 1  # the cache, and a margin
+        answers = [server.get("/readyz")]
+        while answers[-1] == cached and time.monotonic() < deadline:
+            time.sleep(0.1)
+            answers.append(server.get("/readyz"))
+        livez = server.get("/livez")
+    finally:
+        sqlite3.connect(server.database).close()  # the operator's init-db
+        server.wait_until_ready()
     assert (code, body["status"], body["database"]) == (503, "FAIL", False)
     assert body["errors"]["database"] == (
         "sqlite3.OperationalError: unable to open database file"
     )
-    # /readyz reuses the database's result for 2 s (cache=2): until then each
-    # worker may still answer with the result from before the file went.
-    cached = (200, {"status": "WARN", "database": True, "cache": False})
-    deadline = time.monotonic() + 2 + 1  # the cache, and a margin
-    answers = [server.get("/readyz")]
-    while answers[-1] == cached and time.monotonic() < deadline:
-        time.sleep(0.1)
-        answers.append(server.get("/readyz"))
     assert answers[-1] == (
         503,
-        {"status": "FAIL", "database": False, "cache": False},
+        {"status": "FAIL", "database": False, "cache": True},
     )
     assert all(answer == cached for answer in answers[:-1])
-    assert server.get("/livez") == (200, {"status": "OK"})
+    assert livez == (200, {"status": "OK"})
