@@ -307,7 +307,9 @@ def test_a_hung_scheduled_check_ties_up_one_thread(
     assert passed >= 1
     assert answers == [ok] * passed + [failed] * (20 - passed)
     assert check.calls == 2
-    assert len(threads("flask-status") - before) <= 2  # the hung run, listeners
+    # The hung run's thread, and at most one each for its log line and the
+    # listeners (fewer when idle workers of earlier tests are at hand).
+    assert len(threads("flask-status") - before) <= 3
 
 
 # -- processes and apps -------------------------------------------------------
