@@ -51,6 +51,22 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 5.0) -
         time.sleep(0.005)
 
 
+def logged(app: Flask, caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The records logged through ``app.logger``, none of another app's."""
+    return [r for r in caplog.records if r.name == app.name]
+
+
+def listener_failures(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> list[logging.LogRecord]:
+    """The records of status listeners of ``app`` that raised."""
+    return [
+        r
+        for r in logged(app, caplog)
+        if r.getMessage().startswith("The status listener")
+    ]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (for now)."""
     with socket.socket() as sock:

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from conftest import Switch
 from conftest import change
+from conftest import listener_failures
+from conftest import logged
 from conftest import timeless
 from conftest import wait_for
 from flask import Flask
@@ -216,11 +218,7 @@ def test_a_raising_listener_is_logged_and_the_others_run(
     status.on_change(heard.append)
     assert get(app.test_client()) == (503, {"status": "FAIL", "db": False})
     wait_for(lambda: len(heard) == 2, "the listener after the broken one")
-    failures = [
-        r
-        for r in caplog.records
-        if r.name == app.name and r.getMessage().startswith("The status listener")
-    ]
+    failures = listener_failures(app, caplog)
     assert [(r.name, r.levelno, r.getMessage()) for r in failures] == [
         (app.name, logging.ERROR, f"The status listener {broken!r} failed on {c!r}.")
         for c in heard
@@ -284,10 +282,6 @@ def test_listeners_never_run_in_the_request_thread(
 
 
 # -- logs: STATUS_LOG ---------------------------------------------------------
-
-
-def logged(app: Flask, caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == app.name]
 
 
 def serve(app: Flask, check: Switch, results: list[object]) -> None:

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from conftest import logged
 from flask import Flask
 from flask import current_app
 from flask import g
@@ -38,7 +39,7 @@ def test_raising_check_fails_without_leaking(
     assert (
         response.data == b'{"status":"FAIL","version":"1.0","db":false,"cache":"warm"}'
     )
-    [record] = [r for r in caplog.records if r.name == app.name]
+    [record] = logged(app, caplog)
     assert record.levelno == logging.ERROR
     assert record.getMessage() == (
         "Check 'db' failed: ConnectionError: db.internal:5432 password=hunter2 refused"

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import StalledLogHandler
+from conftest import logged
 from conftest import status_threads
 from conftest import wait_for
 from flask import Flask
@@ -43,7 +44,7 @@ def test_timeout_answers_while_check_hangs(
     assert not gate.is_set()  # the response did not wait for the check
 
     def messages() -> list[str]:
-        return [r.getMessage() for r in caplog.records if r.name == app.name]
+        return [r.getMessage() for r in logged(app, caplog)]
 
     # A worker logs it, so that no request waits for a log handler.
     wait_for(messages, "the timeout to be logged")
@@ -240,7 +241,7 @@ def test_the_log_of_a_check_that_never_started_does_not_say_it_runs(
     assert get(client)[0] == 503
 
     def messages() -> list[str]:
-        return sorted(r.getMessage() for r in caplog.records if r.name == app.name)
+        return sorted(r.getMessage() for r in logged(app, caplog))
 
     wait_for(lambda: len(messages()) == 3, "the timeouts to be logged")
     assert messages() == [

@@ -17,6 +17,7 @@ from typing import Callable
 import pytest
 from conftest import Gunicorn
 from conftest import get as http_get
+from conftest import logged
 from conftest import status_threads
 from flask import Flask
 from flask import appcontext_pushed
@@ -298,14 +299,14 @@ def test_system_exit_in_a_teardown_hook_wedges_nothing(
         assert get(client) == (200, {"status": "OK", "db": True})
     assert calls == ["call"] * 3
 
-    def logged() -> list[str]:
-        return [r.getMessage() for r in caplog.records if r.name == app.name]
+    def messages() -> list[str]:
+        return [r.getMessage() for r in logged(app, caplog)]
 
     deadline = time.monotonic() + 2  # each is logged after its response
-    while len(logged()) < 3 and time.monotonic() < deadline:
+    while len(messages()) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert (
-        logged() == ["The application context of a status check failed to close."] * 3
+        messages() == ["The application context of a status check failed to close."] * 3
     )
 
 

@@ -14,6 +14,8 @@ import pytest
 from conftest import StalledLogHandler
 from conftest import Switch
 from conftest import change
+from conftest import listener_failures
+from conftest import logged
 from conftest import timeless
 from conftest import wait_for
 from flask import Flask
@@ -88,8 +90,8 @@ def test_changes_beyond_a_thousand_for_a_stuck_listener_are_dropped(
     def drops() -> list[tuple[int, str]]:
         return [
             (r.levelno, r.getMessage())
-            for r in caplog.records
-            if r.name == app.name and "were dropped" in r.getMessage()
+            for r in logged(app, caplog)
+            if "were dropped" in r.getMessage()
         ]
 
     client = app.test_client()
@@ -142,11 +144,7 @@ def test_a_listener_raising_system_exit_stops_no_other(
         change("db", "FAIL", "OK"),
         change(None, "FAIL", "OK"),
     ]
-    failures = [
-        r
-        for r in caplog.records
-        if r.name == app.name and r.getMessage().startswith("The status listener")
-    ]
+    failures = listener_failures(app, caplog)
     assert [(r.name, r.levelno, r.getMessage()) for r in failures] == [
         (app.name, logging.ERROR, f"The status listener {exits!r} failed on {c!r}.")
         for c in heard

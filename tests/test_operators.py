@@ -9,6 +9,7 @@ from typing import Callable
 
 import pytest
 from conftest import build_readyz
+from conftest import logged
 from conftest import prometheus
 from flask import Flask
 from flask import abort
@@ -25,10 +26,8 @@ def warnings(caplog: pytest.LogCaptureFixture, app: Flask) -> list[str]:
     """The app's warnings about ``?exclude=`` names."""
     return [
         r.getMessage()
-        for r in caplog.records
-        if r.name == app.name
-        and r.levelname == "WARNING"
-        and r.getMessage().startswith("Cannot exclude")
+        for r in logged(app, caplog)
+        if r.levelname == "WARNING" and r.getMessage().startswith("Cannot exclude")
     ]
 
 
@@ -375,7 +374,7 @@ def test_a_raising_predicate_is_logged_and_hides_details(
 
     response = client.get("/readyz")
     assert (response.status_code, response.data) == (200, b'{"status":"OK"}')
-    [record] = [r for r in caplog.records if r.name == app.name]
+    [record] = logged(app, caplog)
     assert (record.levelname, record.getMessage()) == (
         "ERROR",
         f"The details predicate {broken!r} raised.",

@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 import pytest
+from conftest import logged
 from flask import Flask
 from flask import jsonify
 from flask.json.provider import DefaultJSONProvider
@@ -257,7 +258,7 @@ def test_an_unencodable_result_fails_only_its_field(
         200,
         {"service": "api", "widget": False, "day": "2025-01-02", "version": "1.0"},
     )
-    [record] = [r for r in caplog.records if r.name == app.name]
+    [record] = logged(app, caplog)
     assert record.levelno == logging.WARNING
     assert record.getMessage() == (
         "Check 'widget' failed: returned a Widget object that JSON cannot encode"
@@ -422,5 +423,5 @@ def test_errors_read_as_type_and_message(
     }
     [entry] = client.get("/api/status", headers=HEALTH).get_json()["checks"]["db"]
     assert entry["output"] == reason
-    messages = {r.getMessage() for r in caplog.records if r.name == app.name}
+    messages = {r.getMessage() for r in logged(app, caplog)}
     assert messages == {f"Check 'db' failed: {reason}"}

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import logged
 from flask import Flask
 
 from flask_status import FlaskStatus
@@ -112,10 +113,6 @@ def test_the_quoted_recovery_line_is_the_one_logged(
     up[0] = True
     with caplog.at_level(logging.INFO, logger=app.name):
         client.get("/api/status")
-    [line] = [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == app.name and r.levelno == logging.INFO
-    ]
+    [line] = [r.getMessage() for r in logged(app, caplog) if r.levelno == logging.INFO]
     assert line == "Check 'db' passes again."
     assert f"`{line}`" in README
