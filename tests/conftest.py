@@ -4,6 +4,7 @@ import http.client
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -65,6 +66,21 @@ def listener_failures(
         for r in logged(app, caplog)
         if r.getMessage().startswith("The status listener")
     ]
+
+
+def require(command: str, package: str) -> str:
+    """The path of the program ``command``. Where it is missing the test is
+    skipped, with a reason naming the Debian package that brings it; in CI
+    (``CI=true``), which installs every one, that is a failure instead."""
+    found = shutil.which(command)
+    if found is None:
+        reason = (
+            f"{command} is not installed; apt-get install {package} to run this test."
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} CI must install it (see .ci/run).")
+        pytest.skip(reason)
+    return found
 
 
 def free_port() -> int:
