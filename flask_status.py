@@ -151,21 +151,11 @@ class FlaskStatus:
         log: str | None = None,
         per_check: bool | None = None,
     ) -> None:
-        given = dict(
-            url=url,
-            message=message,
-            timeout=timeout,
-            cache=cache,
-            every=every,
-            show_errors=show_errors,
-            workers=workers,
-            log=log,
-            per_check=per_check,
-        )
+        given = locals()  # each setting is a parameter of the same name
         self._given = {
-            name: _SETTINGS[name].validate(value, _SETTINGS[name].label)
-            for name, value in given.items()
-            if value is not None
+            s.name: s.validate(given[s.name], s.label)
+            for s in _SETTINGS
+            if given[s.name] is not None
         }
         self._fields: dict[str, _Field] = {}
         self._guarded: View = self._respond
@@ -196,9 +186,16 @@ class FlaskStatus:
                 f"This FlaskStatus already serves {app!r}; create another"
                 " FlaskStatus to serve a second URL."
             )
-        settings = _Settings(
-            **{s.name: self._setting(app, s) for s in _SETTINGS.values()}
-        )
+        settings = _Settings(*[self._setting(app, s) for s in _SETTINGS])
+        self._route(app, settings)
+        if "status" not in app.cli.commands:  # the app's own command stays
+            app.cli.add_command(_status_command)
+        self._apps[app] = monitor = _Monitor(self, settings)
+        _MONITORS.add(monitor)
+
+    def _route(self, app: Flask, settings: _Settings) -> None:
+        """Route the URL, and with ``per_check`` the URLs below it, to this
+        instance, unless one is taken."""
         url = settings.url
         if settings.per_check and url == "/":
             raise ValueError(
@@ -207,11 +204,7 @@ class FlaskStatus:
             )
         served: dict[str, FlaskStatus] = app.extensions.setdefault("status", {})
         below = f"{url.rstrip('/')}/"  # where per-check routes would answer
-        taken = [
-            rule.rule
-            for rule in app.url_map.iter_rules()
-            if rule.rule == url or (settings.per_check and _below(rule.rule, below))
-        ]
+        taken = _taken(app, url, below if settings.per_check else None)
         if url in served or taken:
             raise ValueError(
                 f"The URL {(taken or [url])[0]!r} is already routed on {app!r};"
@@ -225,11 +218,7 @@ class FlaskStatus:
         if settings.per_check:
             each = f"{below}<key>"
             app.add_url_rule(each, f"status:{each}", self._view, **options)
-        if "status" not in app.cli.commands:  # the app's own command stays
-            app.cli.add_command(_status_command)
         served[url] = self
-        self._apps[app] = monitor = _Monitor(self, settings)
-        _MONITORS.add(monitor)
 
     def _setting(self, app: Flask, setting: _Setting) -> Any:
         if setting.name in self._given:
@@ -279,17 +268,7 @@ class FlaskStatus:
             status.add_field("cache", ping_cache, critical=False, timeout=0.2)
             status.add_field("billing", ping_billing, every=30)
         """
-        if not isinstance(key, str):
-            raise TypeError(f"A field key must be a string, not {key!r}.")
-        if not key or key in _RESERVED:
-            raise ValueError(
-                f"The field key {key!r} is empty or reserved; choose another key."
-            )
-        if key in self._fields:
-            raise ValueError(
-                f"A field {key!r} is already added; choose another key or"
-                " another FlaskStatus."
-            )
+        _new_key(key, self._fields)
         if callable(value):
             _needs_no_arguments(key, value)
         elif (critical, timeout, cache, every) != (True, None, None, None):
@@ -310,9 +289,9 @@ class FlaskStatus:
             value,
             callable(value),
             _bool(critical, "The critical option"),
-            None if timeout is None else _timeout(timeout, "The timeout"),
-            None if cache is None else _cache(cache, "The cache"),
-            None if every is None else _every(every, "The every interval"),
+            _optional(_duration, timeout, "The timeout"),
+            _optional(_interval, cache, "The cache"),
+            _optional(_interval, every, "The every interval"),
         )
         # A new dict, not an update: requests under way keep the one they read.
         self._fields = {**self._fields, key: field}
@@ -467,25 +446,11 @@ class FlaskStatus:
 
     def _respond(self, key: str | None = None) -> Response:
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-        monitor, fields = self._apps[app], self._fields
+        monitor = self._apps[app]
         # Most probes send no query: then nothing is parsed.
         args = request.args if request.environ.get("QUERY_STRING") else None
-        if key is not None:
-            if key not in fields:
-                abort(404)
-            chosen = [fields[key]]
-        elif args is not None and "exclude" in args:
-            excluded = monitor.exclusions(app, args.getlist("exclude"))
-            chosen = [f for k, f in fields.items() if k not in excluded]
-        else:
-            chosen = list(fields.values())
-        if args is not None and "format" in args:  # it beats the Accept header
-            name = args["format"]
-            if name not in _FORMATS:
-                formats = ", ".join(_FORMATS)
-                abort(400, f"Unknown format {name!r}; use one of: {formats}.")
-        else:
-            name = "health" if _prefers_health() else "json"
+        chosen = self._chosen(app, monitor, key, args)
+        name = _format_name(args)
         report = monitor.report(app, chosen)
         details = self._details is None or self._shows_details(app)
         writer = _FORMATS[name]
@@ -497,6 +462,21 @@ class FlaskStatus:
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    def _chosen(
+        self, app: Flask, monitor: _Monitor, key: str | None, args: Any
+    ) -> list[_Field]:
+        """The fields a request asks for: one per-check route's, all but
+        those ``?exclude=`` names, or all."""
+        fields = self._fields
+        if key is not None:
+            if key not in fields:
+                abort(404)
+            return [fields[key]]
+        if args is not None and "exclude" in args:
+            excluded = monitor.exclusions(app, args.getlist("exclude"))
+            return [f for k, f in fields.items() if k not in excluded]
+        return list(fields.values())
+
     def _shows_details(self, app: Flask) -> bool:
         try:
             return bool(self._details())  # type: ignore[misc]
@@ -507,6 +487,16 @@ class FlaskStatus:
 
 
 # -- settings: each with its default and the validator beside it -------------
+
+
+def _taken(app: Flask, url: str, below: str | None) -> list[str]:
+    """The rules of ``app`` that answer ``url``, or with ``below`` a path of
+    one more segment below it."""
+    return [
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if rule.rule == url or (below is not None and _below(rule.rule, below))
+    ]
 
 
 def _below(rule: str, prefix: str) -> bool:
@@ -534,6 +524,21 @@ def _url(value: object, what: str) -> str:
 
 
 _RESERVED = frozenset({"status", "errors", "checks"})
+
+
+def _new_key(key: object, fields: dict[str, _Field]) -> None:
+    """Refuse a field key that is no string, empty, reserved or taken."""
+    if not isinstance(key, str):
+        raise TypeError(f"A field key must be a string, not {key!r}.")
+    if not key or key in _RESERVED:
+        raise ValueError(
+            f"The field key {key!r} is empty or reserved; choose another key."
+        )
+    if key in fields:
+        raise ValueError(
+            f"A field {key!r} is already added; choose another key or"
+            " another FlaskStatus."
+        )
 
 
 def _message(value: object, what: str) -> dict[str, Any]:
@@ -580,16 +585,20 @@ def _env_hint(value: object, what: str) -> str:
     )
 
 
-def _timeout(value: object, what: str) -> float:
+def _duration(value: object, what: str) -> float:
+    """Seconds something may take: above 0."""
     return _seconds(value, what, "above")
 
 
-def _cache(value: object, what: str) -> float:
+def _interval(value: object, what: str) -> float:
+    """Seconds between runs, or that a result is reused: 0 or more."""
     return _seconds(value, what, "from")
 
 
-def _every(value: object, what: str) -> float:
-    return _seconds(value, what, "from")
+def _optional(
+    validate: Callable[[object, str], float], value: object, what: str
+) -> float | None:
+    return None if value is None else validate(value, what)
 
 
 def _bool(value: object, what: str) -> bool:
@@ -634,24 +643,26 @@ class _Setting(NamedTuple):
         return f"STATUS_{self.name.upper()}"
 
 
-_SETTINGS = {
-    s.name: s
-    for s in (
-        _Setting("url", "The status URL", "/api/status", _url),
-        _Setting("message", "The status message", {"status": "OK"}, _message),
-        _Setting("timeout", "The timeout", 0.8, _timeout),
-        _Setting("cache", "The cache", 0.0, _cache),
-        _Setting("every", "The every interval", 0.0, _every),
-        _Setting("show_errors", "The show_errors option", False, _bool),
-        _Setting("workers", "The number of workers", 8, _workers),
-        _Setting("log", "The log mode", "transitions", _log_mode),
-        _Setting("per_check", "The per_check option", False, _bool),
-    )
-}
+# Every setting, each a keyword of FlaskStatus of the same name. A new one
+# goes here, in _Settings, in FlaskStatus's signature and docstring, and in
+# the README's table; tests/test_setup.py checks that they agree.
+_SETTINGS = (
+    _Setting("url", "The status URL", "/api/status", _url),
+    _Setting("message", "The status message", {"status": "OK"}, _message),
+    _Setting("timeout", "The timeout", 0.8, _duration),
+    _Setting("cache", "The cache", 0.0, _interval),
+    _Setting("every", "The every interval", 0.0, _interval),
+    _Setting("show_errors", "The show_errors option", False, _bool),
+    _Setting("workers", "The number of workers", 8, _workers),
+    _Setting("log", "The log mode", "transitions", _log_mode),
+    _Setting("per_check", "The per_check option", False, _bool),
+)
 
 
 class _Settings(NamedTuple):
-    """One endpoint's settings, in the order of ``_SETTINGS``."""
+    """The settings of one FlaskStatus on one app, field for field as
+    ``_SETTINGS`` lists them: each from the argument, else the app's config,
+    else the default."""
 
     url: str
     message: dict[str, Any]
@@ -1740,11 +1751,15 @@ def _write_json(report: _Report, parts: _Parts, details: bool) -> str:
         payload[field.key] = outcome.value if outcome else parts.static[field.key]
     if "status" in payload:
         payload["status"] = status
-    if report.show_errors:
-        errors = {f.key: o.reason for f, o in report.entries if o and not o.ok}
-        if errors:
-            payload["errors"] = parts.encode(errors)
+    errors = _errors(report) if report.show_errors else None
+    if errors:
+        payload["errors"] = parts.encode(errors)
     return _object(parts.names, payload)
+
+
+def _errors(report: _Report) -> dict[str, str | None]:
+    """Why each failed check of ``report`` failed."""
+    return {f.key: o.reason for f, o in report.entries if o and not o.ok}
 
 
 _HEALTH = {"OK": "pass", "WARN": "warn", "FAIL": "fail"}
@@ -1847,6 +1862,17 @@ _FORMATS = {
 _MIMETYPES = ("application/json", "application/health+json")
 
 
+def _format_name(args: Any) -> str:
+    """The format a request asks for: ``?format=``, which beats the Accept
+    header, else health+json if the client prefers it, else JSON."""
+    if args is None or "format" not in args:
+        return "health" if _prefers_health() else "json"
+    name: str = args["format"]
+    if name not in _FORMATS:
+        abort(400, f"Unknown format {name!r}; use one of: {', '.join(_FORMATS)}.")
+    return name
+
+
 def _prefers_health() -> bool:
     """Whether the request's Accept header prefers application/health+json."""
     return "health+json" in request.environ.get("HTTP_ACCEPT", "") and (
@@ -1872,30 +1898,13 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
     a container can use: HEALTHCHECK CMD flask --app main status
     """
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    served: dict[str, FlaskStatus] = app.extensions["status"]
-    if url is not None:
-        try:
-            url = _url(url, "The status URL")
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="--url") from None
-        if url not in served:
-            raise click.BadParameter(
-                f"{url!r} is not served by flask-status; choose one of"
-                f" {', '.join(map(repr, served))}.",
-                param_hint="--url",
-            )
-        served = {url: served[url]}
+    served = _served(app, url)
     excluded = _names(exclude)
     unknown = excluded.difference(*(status._fields for status in served.values()))
     if unknown:
         message = "Cannot exclude %s: no endpoint has such a field."
-        _emit(
-            app,
-            logging.WARNING,
-            message,
-            ", ".join(map(repr, sorted(unknown))),
-            error=None,
-        )
+        shown = ", ".join(map(repr, sorted(unknown)))
+        _emit(app, logging.WARNING, message, shown, error=None)
     failed = False
     for path, status in served.items():
         fields = [f for k, f in status._fields.items() if k not in excluded]
@@ -1906,3 +1915,21 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
         failed = failed or report.state == "FAIL"
     if failed:
         raise SystemExit(1)
+
+
+def _served(app: Flask, url: str | None) -> dict[str, FlaskStatus]:
+    """The endpoints ``flask status`` runs: all, or the one at ``--url``."""
+    served: dict[str, FlaskStatus] = app.extensions["status"]
+    if url is None:
+        return served
+    try:
+        url = _url(url, "The status URL")
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--url") from None
+    if url not in served:
+        raise click.BadParameter(
+            f"{url!r} is not served by flask-status; choose one of"
+            f" {', '.join(map(repr, served))}.",
+            param_hint="--url",
+        )
+    return {url: served[url]}
