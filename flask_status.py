@@ -19,10 +19,11 @@ returns ``False`` or outlasts its timeout. ``flask status`` runs the same
 checks from the command line.
 
 The module reads top to bottom as a status flows: the public API, whose
-view answers each request; the settings and their validators; the endpoint,
-where requests join runs of checks and runs settle; the worker threads and
-the scheduler that run them; the payload, one writer per format; and the
-command line.
+view answers each request; the settings and their validators; the monitor,
+where requests join runs of checks and runs settle, in transitions taken
+under one lock; the other tasks the worker threads run; the threads
+themselves, the scheduler and the fork handling; the payload, one writer
+per format; and the command line.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 A = TypeVar("A", bound=Authenticator)
 L = TypeVar("L", bound=Callable[["StatusChange"], Any])
 P = TypeVar("P", bound=Callable[[], Any])
+
+
+# -- the public API: FlaskStatus, whose view answers each request -------------
 
 
 class StatusChange(NamedTuple):
@@ -439,7 +443,7 @@ class FlaskStatus:
         self._details = predicate
         return predicate
 
-    # -- the request ---------------------------------------------------------
+    # The request: the view the authenticator wraps, and what it answers.
 
     def _view(self, **kwargs: Any) -> Any:
         return self._guarded(**kwargs)
@@ -486,7 +490,7 @@ class FlaskStatus:
             return False
 
 
-# -- settings: each with its default and the validator beside it -------------
+# -- settings: each with its default and the validator beside it --------------
 
 
 def _taken(app: Flask, url: str, below: str | None) -> list[str]:
@@ -941,6 +945,11 @@ class _Then:
     notify = False  # start delivering queued changes to the listeners
 
 
+_SPREAD_AFTER = 0.001  # seconds a request waits before queued checks get workers
+_MOST_CHANGES = 1000  # changes queued for slow listeners; older ones are dropped
+_UNKNOWN_NAMES = 64  # excluded names not served, warned about once each
+
+
 class _Monitor:
     """What one FlaskStatus watches on one app: its settings, the latest
     run of each check, each check's status, and the changes its listeners
@@ -1314,11 +1323,6 @@ class _Monitor:
         return parts
 
 
-_SPREAD_AFTER = 0.001  # seconds a request waits before queued checks get workers
-_MOST_CHANGES = 1000  # changes queued for slow listeners; older ones are dropped
-_UNKNOWN_NAMES = 64  # excluded names not served, warned about once each
-
-
 class _OneShot(_Monitor):
     """The monitor of one ``flask status`` command: each check runs once,
     fresh, with no schedule, history or listeners, and every failure is
@@ -1414,7 +1418,7 @@ def _emit(
         app.logger.log(level, message, *args, exc_info=error)
 
 
-# -- the threads: shared workers, the scheduler, and forks ---------------------
+# -- the threads: shared workers, the scheduler, and forks --------------------
 
 
 class _Task(Protocol):
@@ -1880,7 +1884,7 @@ def _prefers_health() -> bool:
     )
 
 
-# -- the command line ---------------------------------------------------------
+# -- the command line: flask status, which runs each endpoint's checks once ---
 
 
 @click.command("status")
