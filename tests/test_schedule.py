@@ -13,9 +13,9 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from conftest import get
 from conftest import wait_for
 from flask import Flask
 from flask.testing import FlaskClient
@@ -23,11 +23,6 @@ from flask.testing import FlaskClient
 import flask_status
 from flask_status import FlaskStatus
 from flask_status import StatusChange
-
-
-def get(client: FlaskClient, url: str = "/api/status") -> tuple[int, Any]:
-    response = client.get(url)
-    return response.status_code, response.get_json()
 
 
 def threads(name: str) -> set[threading.Thread]:
