@@ -956,7 +956,7 @@ class _Monitor:
     have yet to hear. It never refers to the app: whoever has it passes it.
 
     The transitions are :meth:`_join` (a request joins runs, or starts
-    them), :meth:`_finish` (a call returned), :meth:`_expire` (a deadline
+    them), :meth:`finish` (a call returned), :meth:`expire` (a deadline
     passed) and :meth:`due` (a schedule fell due).
     """
 
@@ -1117,58 +1117,49 @@ class _Monitor:
         outcome: _Outcome,
         error: BaseException | None = None,
     ) -> None:
-        """A worker's call of ``run`` returned ``outcome``."""
+        """Transition: a worker's call of ``run`` returned ``outcome``. A
+        running run settles, as timed out if its deadline passed unnoticed;
+        a late one is over. A run that finished already (a task abandoned
+        after it finished) changes nothing."""
         with self.lock:
-            then = self._finish(run, outcome, error)
-        if then is not None:
-            self.carry_out(app, then)
-
-    def _finish(
-        self, run: _Run, outcome: _Outcome, error: BaseException | None
-    ) -> _Then | None:
-        """Transition: a call returned. A running run settles, as timed out
-        if its deadline passed unnoticed; a late one is over. A run that
-        finished already (a task abandoned after it finished) changes
-        nothing."""
-        if run.state is _DONE:
-            return None
-        now = time.monotonic()
-        then = _Then()
-        late = run.state is _LATE or now > run.deadline
-        if run.state is _RUNNING:
-            if late:
-                outcome, error = _timed_out(run), None
-            self._settle(run, outcome, error, _DONE, then)
-            then.tasks = self._release()
-        else:
-            run.move(_DONE)
-        self._ended(run, now, late, then)
-        return then
+            if run.state is _DONE:
+                return
+            now = time.monotonic()
+            then = _Then()
+            late = run.state is _LATE or now > run.deadline
+            if run.state is _RUNNING:
+                if late:
+                    outcome, error = _timed_out(run), None
+                self._settle(run, outcome, error, _DONE, then)
+                self.running -= 1  # its worker is free for a queued run
+                if self.backlog:
+                    then.tasks = self._admit_queued()
+            else:
+                run.move(_DONE)
+            self._ended(run, now, late, then)
+        self.carry_out(app, then)
 
     def expire(self, app: Flask, run: _Run) -> _Outcome:
-        """Settle ``run`` as timed out unless it settled first; its outcome."""
+        """Transition: ``run``'s deadline passed, unless it settled first. A
+        queued run is over, never started; a running one is late and gives
+        its worker back. Returns the run's outcome."""
         with self.lock:
-            then = self._expire(run)
-        if then is not None:
-            self.carry_out(app, then)
+            if run.state is _QUEUED:
+                then = _Then()
+                self._settle(run, _timed_out(run), None, _DONE, then)
+                self._ended(run, time.monotonic(), True, then)
+            elif run.state is _RUNNING:
+                then = _Then()
+                self._settle(run, _timed_out(run), None, _LATE, then)
+                self.running -= 1  # its worker is free for a queued run
+                if self.backlog:
+                    then.tasks = self._admit_queued()
+                then.spread = True  # its task may still wait in the pool's queue
+            else:
+                return run.outcome  # type: ignore[return-value]
+            then.log_later = self.defers_late_logs
+        self.carry_out(app, then)
         return run.outcome  # type: ignore[return-value]
-
-    def _expire(self, run: _Run) -> _Then | None:
-        """Transition: ``run``'s deadline passed. A queued run is over, never
-        started; a running one is late, and gives its worker back."""
-        if run.state is _QUEUED:
-            then = _Then()
-            self._settle(run, _timed_out(run), None, _DONE, then)
-            self._ended(run, time.monotonic(), True, then)
-        elif run.state is _RUNNING:
-            then = _Then()
-            self._settle(run, _timed_out(run), None, _LATE, then)
-            then.tasks = self._release()
-            then.spread = True  # its task may still wait in the pool's queue
-        else:
-            return None
-        then.log_later = self.defers_late_logs
-        return then
 
     def _settle(
         self,
@@ -1185,15 +1176,14 @@ class _Monitor:
         old, changes = self._track(run.field, outcome)
         if changes:
             then.notify = self._queue(changes)
-        then.line = self._log_line(run, outcome, old)
-        if then.line is not None:
+        if not outcome.ok or old not in (None, "OK"):  # else nothing to log
+            then.line = self._log_line(run, outcome, old)
             then.error = error
         then.latches, run.latches = run.latches, []
 
-    def _release(self) -> list[tuple[Flask, _Task]]:
-        """A run gave its worker back: the first queued run still in time
-        takes it. Returns the task for the pool, if any."""
-        self.running -= 1
+    def _admit_queued(self) -> list[tuple[Flask, _Task]]:
+        """A worker is free: the first queued run still in time takes it.
+        Returns the task for the pool, if any."""
         now = time.monotonic()
         while self.backlog:
             app, run = self.backlog.popleft()
@@ -1512,9 +1502,9 @@ class _Pool:
             del item  # an idle worker holds no app
             item = self._take(parked, arriving=False)
 
-    def _run_batch(self, app: Flask, task: _Task) -> None:
-        """Run ``task``, then the tasks queued behind it for the same app, in
-        one application context, until one fails."""
+    def _run_batch(self, app: Flask, first: _Task) -> None:
+        """Run ``first``, then the tasks queued behind it for the same app,
+        in one application context, until one fails."""
         context = None
         try:
             context = app.app_context()
@@ -1523,27 +1513,25 @@ class _Pool:
             if context is not None:
                 with contextlib.suppress(BaseException):
                     context.pop()
-            task.abandon(app, f"the app context failed: {_describe(error)}")
+            first.abandon(app, f"the app context failed: {_describe(error)}")
             return
+        task: _Task | None = first
         try:
-            self._run_in_context(app, task)
+            while task is not None:
+                try:
+                    clean = task.execute(app)
+                except BaseException as error:  # a bug here: settle it anyway
+                    task.abandon(app, f"flask-status failed: {_describe(error)}")
+                    clean = False
+                # A failed check may leave a broken session or g behind: the
+                # tasks after it get a fresh context.
+                task = self._next(app) if clean else None
         finally:
             try:
                 context.pop()
             except BaseException as error:  # the app's teardown hooks
                 message = "The application context of a status check failed to close."
                 _emit(app, logging.ERROR, message, error=error)
-
-    def _run_in_context(self, app: Flask, task: _Task | None) -> None:
-        while task is not None:
-            try:
-                clean = task.execute(app)
-            except BaseException as error:  # a bug here: settle it anyway
-                task.abandon(app, f"flask-status failed: {_describe(error)}")
-                clean = False
-            # A failed check may leave a broken session or g behind: the
-            # tasks after it get a fresh context.
-            task = self._next(app) if clean else None
 
     def _next(self, app: Flask) -> _Task | None:
         with self._lock:
