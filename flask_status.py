@@ -28,12 +28,15 @@ command line.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import copy
 import datetime
 import functools
+import hashlib
 import heapq
+import html
 import inspect
 import itertools
 import json
@@ -45,6 +48,7 @@ import time
 import weakref
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 from typing import NamedTuple
 from typing import TypeVar
@@ -123,6 +127,10 @@ class FlaskStatus:
         [``STATUS_LOG``, ``"transitions"``].
     :param per_check: also serve ``<url>/<key>`` for each field
         [``STATUS_PER_CHECK``, ``False``].
+    :param html: answer an HTML page to requests whose ``Accept`` header
+        prefers ``text/html`` to JSON, as browsers' does; ``False`` keeps JSON
+        for them, and ``?format=html`` still answers the page
+        [``STATUS_HTML``, ``True``].
 
     .. code-block:: python
 
@@ -148,6 +156,7 @@ class FlaskStatus:
         workers: int | None = None,
         log: str | None = None,
         per_check: bool | None = None,
+        html: bool | None = None,
     ) -> None:
         given = dict(
             url=url,
@@ -159,6 +168,7 @@ class FlaskStatus:
             workers=workers,
             log=log,
             per_check=per_check,
+            html=html,
         )
         self._given = {
             name: _SETTINGS[name].validate(value, _SETTINGS[name].label)
@@ -476,19 +486,14 @@ class FlaskStatus:
             chosen = [f for k, f in fields.items() if k not in excluded]
         else:
             chosen = list(fields.values())
-        if args is not None and "format" in args:  # it beats the Accept header
-            name = args["format"]
-            if name not in _FORMATS:
-                formats = ", ".join(_FORMATS)
-                abort(400, f"Unknown format {name!r}; use one of: {formats}.")
-        else:
-            name = "health" if _prefers_health() else "json"
+        name = _negotiate(args, endpoint.settings.html)
         report = endpoint.report(app, chosen)
         details = self._details is None or self._shows_details(app)
         writer = _FORMATS[name]
         response: Response = app.response_class(
             writer.write(report, endpoint.parts(app), details),
             200 if name == "prometheus" else report.code,  # a scrape never fails
+            headers=writer.headers,
             content_type=writer.content_type,
         )
         response.headers["Cache-Control"] = "no-store"
@@ -643,6 +648,7 @@ _SETTINGS = {
         _Setting("workers", "The number of workers", 8, _workers),
         _Setting("log", "The log mode", "transitions", _log_mode),
         _Setting("per_check", "The per_check option", False, _bool),
+        _Setting("html", "The html option", True, _bool),
     )
 }
 
@@ -659,6 +665,7 @@ class _Settings(NamedTuple):
     workers: int
     log: str
     per_check: bool
+    html: bool
 
 
 class _Field(NamedTuple):
@@ -1643,27 +1650,159 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _write_html(report: _Report, parts: _Parts, details: bool) -> str:
+    """A page for people: the URL and the status as a word and, with
+    details, a table of the fields; ``?refresh=`` reloads it. Everything
+    from the app is escaped."""
+    state, url = report.state, html.escape(report.url)
+    seconds = _refresh()
+    refresh = f'<meta http-equiv="refresh" content="{seconds}">\n' if seconds else ""
+    table = _html_table(report, parts) if details else ""
+    return (
+        f"{_PAGE_HEAD}{refresh}<title>{state} - {url}</title>\n{_PAGE_STYLE}"
+        f'</head>\n<body>\n<h1>{url}</h1>\n<p>Status: <strong class="{state}">'
+        f"{state}</strong></p>\n{table}</body>\n</html>\n"
+    )
+
+
+def _html_table(report: _Report, parts: _Parts) -> str:
+    """A row per key of the JSON payload, in its order: the message's data,
+    static fields and checks; a check's reason only with ``show_errors``."""
+    reasons = report.show_errors
+    rows = {
+        k: _html_row(k, v, None, False, reasons)
+        for k, v in parts.message.items()
+        if k != "status"
+    }
+    for field, outcome in report.entries:
+        value = outcome.value if outcome else parts.static[field.key]
+        rows[field.key] = _html_row(field.key, value, outcome, field.critical, reasons)
+    head = "".join(f'<th scope="col">{name}</th>' for name in _COLUMNS[: 5 + reasons])
+    return (
+        f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
+        f"{''.join(rows.values())}</tbody>\n</table></div>\n"
+    )
+
+
+_COLUMNS = ("Field", "State", "Value", "Duration", "Since", "Reason")
+
+
+def _html_row(
+    key: str, value: str, outcome: _Outcome | None, critical: bool, reasons: bool
+) -> str:
+    """One row: the key, the state, the value as JSON text and, for a check,
+    how long its run took and when it was observed (as in health+json)."""
+    state = duration = since = reason = ""
+    if outcome is not None:
+        state = _state(outcome, critical)
+        duration = f"{outcome.duration * 1000:.3f} ms"
+        at = _iso(outcome.at)
+        since = f'<time datetime="{at}">{at}</time>'
+        reason = html.escape(outcome.reason or "")
+    row = (
+        f'<tr><th scope="row">{html.escape(key)}</th><td class="{state}">{state}</td>'
+        f"<td><code>{html.escape(value)}</code></td><td>{duration}</td><td>{since}</td>"
+    )
+    return f"{row}<td>{reason}</td></tr>\n" if reasons else f"{row}</tr>\n"
+
+
+def _refresh() -> int | None:
+    """The seconds of ``?refresh=``, whole from 1 to 3600; another value is
+    a 400 naming it."""
+    value = request.args.get("refresh") if request.environ.get("QUERY_STRING") else None
+    if value is None:
+        return None
+    if not (
+        value.isascii()
+        and value.isdigit()
+        and len(value) < 5
+        and 1 <= int(value) <= 3600
+    ):
+        abort(
+            400,
+            f"The refresh {value!r} is not a whole number of seconds from 1 to"
+            " 3600; give one such as ?refresh=10.",
+        )
+    return int(value)
+
+
+_PAGE_HEAD = (
+    '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+)
+_CSS = (
+    "body{margin:1em;font:1rem/1.5 system-ui,sans-serif;color:#111;background:#fff}"
+    "h1{font-size:1.5em;overflow-wrap:anywhere}"
+    ".scroll{overflow-x:auto}"
+    "table{border-collapse:collapse}"
+    "th,td{padding:.3em .6em;border:1px solid #999;text-align:left;"
+    "vertical-align:top}"
+    "thead th{background:#e8e8e8}"
+    "td{overflow-wrap:anywhere}"
+    ".OK,.WARN,.FAIL{font-weight:bold}"
+    ".OK{background:#bfeabf}.WARN{background:#ffdf80}.FAIL{background:#ffb3b3}"
+    "strong{padding:0 .3em}"
+)
+_PAGE_STYLE = f"<style>{_CSS}</style>\n"
+# No script, nothing from elsewhere, and no style but the page's own.
+_PAGE_POLICY = (
+    "default-src 'none'; style-src 'sha256-"
+    + base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
+    + "'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
 class _Format(NamedTuple):
     content_type: str
     write: Callable[[_Report, _Parts, bool], str]
+    headers: tuple[tuple[str, str], ...] = ()
 
 
-# Each ?format= value; without one, "health" if the client prefers it, else "json".
+# Each ?format= value; without one, what the Accept header prefers, else "json".
 _FORMATS = {
     "json": _Format("application/json", _write_json),
     "health": _Format("application/health+json", _write_health),
     "prometheus": _Format(
         "text/plain; version=0.0.4; charset=utf-8", _write_prometheus
     ),
+    "html": _Format(
+        "text/html; charset=utf-8",
+        _write_html,
+        (
+            ("X-Content-Type-Options", "nosniff"),
+            ("Content-Security-Policy", _PAGE_POLICY),
+        ),
+    ),
 }
-_MIMETYPES = ("application/json", "application/health+json")
+_ACCEPTED = {
+    "application/json": "json",
+    "application/health+json": "health",
+    "text/html": "html",
+}
+_JSON_TYPES = tuple(_ACCEPTED)[:2]
+_ALL_TYPES = tuple(_ACCEPTED)
 
 
-def _prefers_health() -> bool:
-    """Whether the request's Accept header prefers application/health+json."""
-    return "health+json" in request.environ.get("HTTP_ACCEPT", "") and (
-        request.accept_mimetypes.best_match(_MIMETYPES) == _MIMETYPES[1]
-    )
+def _negotiate(args: Mapping[str, str] | None, pages: bool) -> str:
+    """The name of the format a request gets: ``?format=``'s, else the one
+    its Accept header prefers; the page only if ``pages``. The header is
+    parsed only when it names health+json or html: probes send ``*/*`` or
+    nothing, and get JSON for free."""
+    if args is not None and "format" in args:  # it beats the Accept header
+        name = args["format"]
+        if name not in _FORMATS:
+            formats = ", ".join(_FORMATS)
+            abort(400, f"Unknown format {name!r}; use one of: {formats}.")
+    else:
+        accept = request.environ.get("HTTP_ACCEPT", "")
+        pages = pages and "html" in accept
+        name = "json"
+        if pages or "health+json" in accept:
+            offers = _ALL_TYPES if pages else _JSON_TYPES
+            name = _ACCEPTED[request.accept_mimetypes.best_match(offers, offers[0])]
+    if name == "html":
+        _refresh()  # a bad ?refresh= is refused before any check runs
+    return name
 
 
 # -- the command line ---------------------------------------------------------
