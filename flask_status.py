@@ -131,6 +131,9 @@ class FlaskStatus:
         prefers ``text/html`` to JSON, as browsers' does; ``False`` keeps JSON
         for them, and ``?format=html`` still answers the page
         [``STATUS_HTML``, ``True``].
+    :param quiet_access_log: keep successful (2xx) requests to this
+        instance's URLs out of the access logs of Flask's development server
+        and of gunicorn [``STATUS_QUIET_ACCESS_LOG``, ``False``].
 
     .. code-block:: python
 
@@ -157,6 +160,7 @@ class FlaskStatus:
         log: str | None = None,
         per_check: bool | None = None,
         html: bool | None = None,
+        quiet_access_log: bool | None = None,
     ) -> None:
         given = dict(
             url=url,
@@ -169,6 +173,7 @@ class FlaskStatus:
             log=log,
             per_check=per_check,
             html=html,
+            quiet_access_log=quiet_access_log,
         )
         self._given = {
             name: _SETTINGS[name].validate(value, _SETTINGS[name].label)
@@ -237,6 +242,7 @@ class FlaskStatus:
             app.cli.add_command(_status_command)
         served[url] = self
         self._apps[app] = _Endpoint(self, settings)
+        _quiet_access.watch(self._apps[app])
 
     def _setting(self, app: Flask, setting: _Setting) -> Any:
         if setting.name in self._given:
@@ -649,6 +655,7 @@ _SETTINGS = {
         _Setting("log", "The log mode", "transitions", _log_mode),
         _Setting("per_check", "The per_check option", False, _bool),
         _Setting("html", "The html option", True, _bool),
+        _Setting("quiet_access_log", "The quiet_access_log option", False, _bool),
     )
 }
 
@@ -666,6 +673,7 @@ class _Settings(NamedTuple):
     log: str
     per_check: bool
     html: bool
+    quiet_access_log: bool
 
 
 class _Field(NamedTuple):
@@ -1803,6 +1811,65 @@ def _negotiate(args: Mapping[str, str] | None, pages: bool) -> str:
     if name == "html":
         _refresh()  # a bad ?refresh= is refused before any check runs
     return name
+
+
+# -- quiet access logs ----------------------------------------------------------
+
+
+class _QuietAccess(logging.Filter):
+    """Keeps the lines of successful (2xx) requests to the URLs of endpoints
+    with ``quiet_access_log`` out of the access logs of werkzeug (the
+    development server) and gunicorn. One instance, on the loggers, not on
+    their handlers, which gunicorn replaces at startup and reload; it holds
+    the endpoints weakly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watched: tuple[weakref.ref[_Endpoint], ...] = ()
+
+    def watch(self, endpoint: _Endpoint) -> None:
+        """Quiet ``endpoint``'s URLs if its settings say so."""
+        if endpoint.settings.quiet_access_log:
+            alive = tuple(ref for ref in self.watched if ref() is not None)
+            self.watched = (*alive, weakref.ref(endpoint))  # one swap: no lock
+            for name in _ACCESS_LOGGERS:
+                logging.getLogger(name).addFilter(self)  # once: it keeps no twin
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        line, code = _access(record)
+        if not code.startswith("2") or " " not in line:
+            return True
+        path = line.split(" ", 1)[1].rsplit(" ", 1)[0].partition("?")[0]
+        for ref in self.watched:
+            endpoint = ref()
+            if endpoint is not None and _quiet(path, endpoint.settings):
+                return False
+        return True
+
+
+_ACCESS_LOGGERS = ("werkzeug", "gunicorn.access")
+
+
+def _access(record: logging.LogRecord) -> tuple[str, str]:
+    """The request line and the status code of an access log line: werkzeug
+    logs ``'... "%s" %s %s'`` with the request line, the code and the size;
+    gunicorn a dict of its atoms, ``r`` the request line and ``s`` the code.
+    Empty strings for any other record."""
+    args = record.args
+    if isinstance(args, tuple) and str(record.msg).endswith('"%s" %s %s'):
+        return str(args[0]), str(args[1])
+    if isinstance(args, dict) and record.name == "gunicorn.access":
+        return str(args.get("r", "")), str(args.get("s", ""))
+    return "", ""
+
+
+def _quiet(path: str, settings: _Settings) -> bool:
+    """Whether ``path`` is the URL or, with per-check routes, one below it."""
+    url = settings.url
+    return path == url or (settings.per_check and _below(path, f"{url.rstrip('/')}/"))
+
+
+_quiet_access = _QuietAccess()
 
 
 # -- the command line ---------------------------------------------------------
