@@ -1699,19 +1699,20 @@ def _html_row(
     key: str, value: str, outcome: _Outcome | None, critical: bool, reasons: bool
 ) -> str:
     """One row: the key, the state, the value as JSON text and, for a check,
-    how long its run took and when it was observed (as in health+json)."""
+    how long its run took and when it was observed (as in health+json).
+    Each cell is labelled, for narrow screens, where rows become cards."""
     state = duration = since = reason = ""
     if outcome is not None:
-        state = _state(outcome, critical)
+        word = _state(outcome, critical)
+        state = f'<span class="{word}">{word}</span>'
         duration = f"{outcome.duration * 1000:.3f} ms"
         at = _iso(outcome.at)
-        since = f'<time datetime="{at}">{at}</time>'
+        since = f'<time datetime="{at}">{at.replace("T", " ")}</time>'
         reason = html.escape(outcome.reason or "")
-    row = (
-        f'<tr><th scope="row">{html.escape(key)}</th><td class="{state}">{state}</td>'
-        f"<td><code>{html.escape(value)}</code></td><td>{duration}</td><td>{since}</td>"
-    )
-    return f"{row}<td>{reason}</td></tr>\n" if reasons else f"{row}</tr>\n"
+    cells = (state, f"<code>{html.escape(value)}</code>", duration, since, reason)
+    labelled = zip(_COLUMNS[1 : 5 + reasons], cells)
+    row = "".join([f'<td data-label="{name}">{cell}</td>' for name, cell in labelled])
+    return f'<tr><th scope="row">{html.escape(key)}</th>{row}</tr>\n'
 
 
 def _refresh() -> int | None:
@@ -1746,10 +1747,16 @@ _CSS = (
     "th,td{padding:.3em .6em;border:1px solid #999;text-align:left;"
     "vertical-align:top}"
     "thead th{background:#e8e8e8}"
-    "td{overflow-wrap:anywhere}"
-    ".OK,.WARN,.FAIL{font-weight:bold}"
+    "td{overflow-wrap:anywhere}td:nth-child(3){min-width:10em}"
+    "td:nth-child(4){white-space:nowrap}td:nth-child(5){overflow-wrap:normal}"
+    ".OK,.WARN,.FAIL{padding:0 .3em;font-weight:bold;white-space:nowrap}"
     ".OK{background:#bfeabf}.WARN{background:#ffdf80}.FAIL{background:#ffb3b3}"
-    "strong{padding:0 .3em}"
+    # Narrow screens: each row a card, each cell labelled, empty ones left out.
+    "@media (max-width:36em){thead{display:none}"
+    "table,tbody,tr,th,td{display:block}"
+    "tr{margin-bottom:.6em;border:1px solid #999}th,td{border:0}td:empty{display:none}"
+    "td{overflow-wrap:anywhere}"
+    'td::before{content:attr(data-label) ": ";font-weight:bold}}'
 )
 _PAGE_STYLE = f"<style>{_CSS}</style>\n"
 # No script, nothing from elsewhere, and no style but the page's own.
