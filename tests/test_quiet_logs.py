@@ -8,18 +8,15 @@ import importlib.util
 import logging
 import re
 import sys
-import threading
 from collections.abc import Callable
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Gunicorn
-from conftest import free_port
 from conftest import get
+from conftest import served
 from conftest import wait_for
 from flask import Flask
-from werkzeug.serving import make_server
 
 from flask_status import FlaskStatus
 
@@ -100,19 +97,6 @@ def werkzeug_log(caplog: pytest.LogCaptureFixture) -> Callable[[], str]:
     return lines
 
 
-def serve(app: Flask) -> Iterator[int]:
-    """Serve ``app`` with the development server in a thread; the port."""
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
-        yield server.port
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
-
-
 def development_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Flask:
     """The app that gunicorn serves, imported in this process."""
     path = tmp_path / "quiet_served.py"
@@ -129,7 +113,7 @@ def development_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Flask:
 def test_development_server_log_keeps_all_but_successful_probes(
     werkzeug_log: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for port in serve(development_app(tmp_path, monkeypatch)):
+    with served(development_app(tmp_path, monkeypatch)) as port:
         probe(port)
         wait_for(lambda: "/hello?end" in werkzeug_log(), "the last access line")
     expected = [(path, code) for path, code, stays in REQUESTS if stays]
@@ -138,7 +122,7 @@ def test_development_server_log_keeps_all_but_successful_probes(
 
 def test_quiet_is_off_by_default(app: Flask, werkzeug_log: Callable[[], str]) -> None:
     FlaskStatus(app, url="/loud")
-    for port in serve(app):
+    with served(app) as port:
         assert get(port, "/loud")[0] == 200
         wait_for(lambda: "/loud" in werkzeug_log(), "the access line of /loud")
     assert lines_of(werkzeug_log()) == [("/loud", 200)]
@@ -148,7 +132,7 @@ def test_config_key_turns_it_on(app: Flask, werkzeug_log: Callable[[], str]) -> 
     app.config["STATUS_QUIET_ACCESS_LOG"] = True
     FlaskStatus(app, url="/hushed")
     app.add_url_rule("/after", "after", lambda: "after")
-    for port in serve(app):
+    with served(app) as port:
         assert get(port, "/hushed")[0] == 200
         assert get(port, "/after")[0] == 200
         wait_for(lambda: "/after" in werkzeug_log(), "the access line of /after")
