@@ -1833,14 +1833,17 @@ class _QuietAccess(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.watched: tuple[weakref.ref[_Endpoint], ...] = ()
+        self.lock = threading.Lock()  # for init_app in two threads at once
 
     def watch(self, endpoint: _Endpoint) -> None:
         """Quiet ``endpoint``'s URLs if its settings say so."""
-        if endpoint.settings.quiet_access_log:
+        if not endpoint.settings.quiet_access_log:
+            return
+        with self.lock:  # log lines read ``watched`` without it: one swap
             alive = tuple(ref for ref in self.watched if ref() is not None)
-            self.watched = (*alive, weakref.ref(endpoint))  # one swap: no lock
-            for name in _ACCESS_LOGGERS:
-                logging.getLogger(name).addFilter(self)  # once: it keeps no twin
+            self.watched = (*alive, weakref.ref(endpoint))
+        for name in _ACCESS_LOGGERS:
+            logging.getLogger(name).addFilter(self)  # once: it keeps no twin
 
     def filter(self, record: logging.LogRecord) -> bool:
         line, code = _access(record)

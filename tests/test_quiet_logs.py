@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,8 @@ from flask import Flask
 from flask_status import FlaskStatus
 
 SERVED = """\
+import os
+
 from flask import Flask
 from flask_status import FlaskStatus
 
@@ -40,6 +44,11 @@ def down():
 @app.get("/hello")
 def hello():
     return "hello"
+
+
+@app.get("/pid")
+def pid():
+    return str(os.getpid())
 """
 
 # Each request with the code it answers, and whether its line stays.
@@ -83,6 +92,24 @@ def test_gunicorn_access_log_keeps_all_but_successful_probes(
     wait_for(lambda: "/hello?end" in access.read_text(), "the last access line")
     expected = [(path, code) for path, code, stays in REQUESTS if stays]
     assert lines_of(access.read_text()) == [*expected, ("/hello?end", 200)]
+
+
+def test_gunicorn_access_log_stays_quiet_after_a_reload(
+    gunicorn: Gunicorn, tmp_path: Path
+) -> None:
+    """On SIGHUP gunicorn's master sets its log handlers up anew, and with
+    --preload it does not import the app again: a filter on the handlers
+    would be gone for the new workers. The one on the logger stays."""
+    access = tmp_path / "access.log"
+    master, port = gunicorn(SERVED, "--access-logfile", str(access), "--preload")
+    before = get(port, "/pid")[1]
+    os.kill(master.pid, signal.SIGHUP)
+    wait_for(lambda: get(port, "/pid")[1] != before, "a new worker", timeout=30)
+    probe(port)
+    wait_for(lambda: "/hello?end" in access.read_text(), "the last access line")
+    expected = [(path, code) for path, code, stays in REQUESTS if stays]
+    logged = [line for line in lines_of(access.read_text()) if line[0] != "/pid"]
+    assert logged == [*expected, ("/hello?end", 200)]
 
 
 @pytest.fixture
