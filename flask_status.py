@@ -1693,6 +1693,7 @@ def _html_table(report: _Report, parts: _Parts) -> str:
 
 
 _COLUMNS = ("Field", "State", "Value", "Duration", "Since", "Reason")
+_CELLS = tuple(f'<td data-label="{name}">' for name in _COLUMNS[1:])
 
 
 def _html_row(
@@ -1708,19 +1709,21 @@ def _html_row(
         duration = f"{outcome.duration * 1000:.3f} ms"
         at = _iso(outcome.at)
         since = f'<time datetime="{at}">{at.replace("T", " ")}</time>'
-        reason = html.escape(outcome.reason or "")
+        reason = html.escape(outcome.reason) if outcome.reason else ""
     cells = (state, f"<code>{html.escape(value)}</code>", duration, since, reason)
-    labelled = zip(_COLUMNS[1 : 5 + reasons], cells)
-    row = "".join([f'<td data-label="{name}">{cell}</td>' for name, cell in labelled])
+    row = "".join(
+        [f"{td}{cell}</td>" for td, cell in zip(_CELLS[: 4 + reasons], cells)]
+    )
     return f'<tr><th scope="row">{html.escape(key)}</th>{row}</tr>\n'
 
 
 def _refresh() -> int | None:
     """The seconds of ``?refresh=``, whole from 1 to 3600; another value is
     a 400 naming it."""
-    value = request.args.get("refresh") if request.environ.get("QUERY_STRING") else None
-    if value is None:
+    args = request.args if request.environ.get("QUERY_STRING") else {}
+    if "refresh" not in args:  # cheaper than args.get, which raises inside
         return None
+    value: str = args["refresh"]
     if not (
         value.isascii()
         and value.isdigit()
