@@ -29,12 +29,15 @@ per format; and the command line.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import copy
 import datetime
 import functools
+import hashlib
 import heapq
+import html
 import inspect
 import itertools
 import json
@@ -46,6 +49,7 @@ import time
 import weakref
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 from typing import NamedTuple
@@ -129,6 +133,13 @@ class FlaskStatus:
         [``STATUS_LOG``, ``"transitions"``].
     :param per_check: also serve ``<url>/<key>`` for each field
         [``STATUS_PER_CHECK``, ``False``].
+    :param html: answer an HTML page to requests whose ``Accept`` header
+        prefers ``text/html`` to JSON, as browsers' does; ``False`` keeps JSON
+        for them, and ``?format=html`` still answers the page
+        [``STATUS_HTML``, ``True``].
+    :param quiet_access_log: keep successful (2xx) requests to this
+        instance's URLs out of the access logs of Flask's development server
+        and of gunicorn [``STATUS_QUIET_ACCESS_LOG``, ``False``].
 
     .. code-block:: python
 
@@ -154,6 +165,8 @@ class FlaskStatus:
         workers: int | None = None,
         log: str | None = None,
         per_check: bool | None = None,
+        html: bool | None = None,
+        quiet_access_log: bool | None = None,
     ) -> None:
         given = locals()  # each setting is a parameter of the same name
         self._given = {
@@ -196,6 +209,7 @@ class FlaskStatus:
             app.cli.add_command(_status_command)
         self._apps[app] = monitor = _Monitor(self, settings)
         _MONITORS.add(monitor)
+        _quiet_access.watch(monitor)
 
     def _route(self, app: Flask, settings: _Settings) -> None:
         """Route the URL, and with ``per_check`` the URLs below it, to this
@@ -454,13 +468,14 @@ class FlaskStatus:
         # Most probes send no query: then nothing is parsed.
         args = request.args if request.environ.get("QUERY_STRING") else None
         chosen = self._chosen(app, monitor, key, args)
-        name = _format_name(args)
+        name = _negotiate(args, monitor.settings.html)
         report = monitor.report(app, chosen)
         details = self._details is None or self._shows_details(app)
         writer = _FORMATS[name]
         response: Response = app.response_class(
             writer.write(report, monitor.parts(app), details),
             200 if name == "prometheus" else report.code,  # a scrape never fails
+            headers=writer.headers,
             content_type=writer.content_type,
         )
         response.headers["Cache-Control"] = "no-store"
@@ -660,6 +675,8 @@ _SETTINGS = (
     _Setting("workers", "The number of workers", 8, _workers),
     _Setting("log", "The log mode", "transitions", _log_mode),
     _Setting("per_check", "The per_check option", False, _bool),
+    _Setting("html", "The html option", True, _bool),
+    _Setting("quiet_access_log", "The quiet_access_log option", False, _bool),
 )
 
 
@@ -677,6 +694,8 @@ class _Settings(NamedTuple):
     workers: int
     log: str
     per_check: bool
+    html: bool
+    quiet_access_log: bool
 
 
 class _Field(NamedTuple):
@@ -1838,38 +1857,231 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _write_html(report: _Report, parts: _Parts, details: bool) -> str:
+    """A page for people: the URL and the status as a word and, with
+    details, a table of the fields; ``?refresh=`` reloads it. Everything
+    from the app is escaped."""
+    state, url = report.state, html.escape(report.url)
+    seconds = _refresh()
+    refresh = f'<meta http-equiv="refresh" content="{seconds}">\n' if seconds else ""
+    table = _html_table(report, parts) if details else ""
+    return (
+        f"{_PAGE_HEAD}{refresh}<title>{state} - {url}</title>\n{_PAGE_STYLE}"
+        f'</head>\n<body>\n<h1>{url}</h1>\n<p>Status: <strong class="{state}">'
+        f"{state}</strong></p>\n{table}</body>\n</html>\n"
+    )
+
+
+def _html_table(report: _Report, parts: _Parts) -> str:
+    """A row per key of the JSON payload, in its order: the message's data,
+    static fields and checks; a check's reason only with ``show_errors``."""
+    reasons = report.show_errors
+    rows = {
+        k: _html_row(k, v, None, False, reasons)
+        for k, v in parts.message.items()
+        if k != "status"
+    }
+    for field, outcome in report.entries:
+        value = outcome.value if outcome else parts.static[field.key]
+        rows[field.key] = _html_row(field.key, value, outcome, field.critical, reasons)
+    head = "".join(f'<th scope="col">{name}</th>' for name in _COLUMNS[: 5 + reasons])
+    return (
+        f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
+        f"{''.join(rows.values())}</tbody>\n</table></div>\n"
+    )
+
+
+_COLUMNS = ("Field", "State", "Value", "Duration", "Since", "Reason")
+_CELLS = tuple(f'<td data-label="{name}">' for name in _COLUMNS[1:])
+
+
+def _html_row(
+    key: str, value: str, outcome: _Outcome | None, critical: bool, reasons: bool
+) -> str:
+    """One row: the key, the state, the value as JSON text and, for a check,
+    how long its run took and when it was observed (as in health+json).
+    Each cell is labelled, for narrow screens, where rows become cards."""
+    state = duration = since = reason = ""
+    if outcome is not None:
+        word = _state(outcome, critical)
+        state = f'<span class="{word}">{word}</span>'
+        duration = f"{outcome.duration * 1000:.3f} ms"
+        at = _iso(outcome.at)
+        since = f'<time datetime="{at}">{at.replace("T", " ")}</time>'
+        reason = html.escape(outcome.reason) if outcome.reason else ""
+    cells = (state, f"<code>{html.escape(value)}</code>", duration, since, reason)
+    row = "".join(
+        [f"{td}{cell}</td>" for td, cell in zip(_CELLS[: 4 + reasons], cells)]
+    )
+    return f'<tr><th scope="row">{html.escape(key)}</th>{row}</tr>\n'
+
+
+def _refresh() -> int | None:
+    """The seconds of ``?refresh=``, whole from 1 to 3600; another value is
+    a 400 naming it."""
+    args = request.args if request.environ.get("QUERY_STRING") else {}
+    if "refresh" not in args:  # cheaper than args.get, which raises inside
+        return None
+    value: str = args["refresh"]
+    if not (
+        value.isascii()
+        and value.isdigit()
+        and len(value) < 5
+        and 1 <= int(value) <= 3600
+    ):
+        abort(
+            400,
+            f"The refresh {value!r} is not a whole number of seconds from 1 to"
+            " 3600; give one such as ?refresh=10.",
+        )
+    return int(value)
+
+
+_PAGE_HEAD = (
+    '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+)
+_CSS = (
+    "body{margin:1em;font:1rem/1.5 system-ui,sans-serif;color:#111;background:#fff}"
+    "h1{font-size:1.5em;overflow-wrap:anywhere}"
+    ".scroll{overflow-x:auto}"
+    "table{border-collapse:collapse}"
+    "th,td{padding:.3em .6em;border:1px solid #999;text-align:left;"
+    "vertical-align:top}"
+    "thead th{background:#e8e8e8}"
+    "td{overflow-wrap:anywhere}td:nth-child(3){min-width:10em}"
+    "td:nth-child(4){white-space:nowrap}td:nth-child(5){overflow-wrap:normal}"
+    ".OK,.WARN,.FAIL{padding:0 .3em;font-weight:bold;white-space:nowrap}"
+    ".OK{background:#bfeabf}.WARN{background:#ffdf80}.FAIL{background:#ffb3b3}"
+    # Narrow screens: each row a card, each cell labelled, empty ones left out.
+    "@media (max-width:36em){thead{display:none}"
+    "table,tbody,tr,th,td{display:block}"
+    "tr{margin-bottom:.6em;border:1px solid #999}th,td{border:0}td:empty{display:none}"
+    "td{overflow-wrap:anywhere}"
+    'td::before{content:attr(data-label) ": ";font-weight:bold}}'
+)
+_PAGE_STYLE = f"<style>{_CSS}</style>\n"
+# No script, nothing from elsewhere, and no style but the page's own.
+_PAGE_POLICY = (
+    "default-src 'none'; style-src 'sha256-"
+    + base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
+    + "'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
 class _Format(NamedTuple):
     content_type: str
     write: Callable[[_Report, _Parts, bool], str]
+    headers: tuple[tuple[str, str], ...] = ()
 
 
-# Each ?format= value; without one, "health" if the client prefers it, else "json".
+# Each ?format= value; without one, what the Accept header prefers, else "json".
 _FORMATS = {
     "json": _Format("application/json", _write_json),
     "health": _Format("application/health+json", _write_health),
     "prometheus": _Format(
         "text/plain; version=0.0.4; charset=utf-8", _write_prometheus
     ),
+    "html": _Format(
+        "text/html; charset=utf-8",
+        _write_html,
+        (
+            ("X-Content-Type-Options", "nosniff"),
+            ("Content-Security-Policy", _PAGE_POLICY),
+        ),
+    ),
 }
-_MIMETYPES = ("application/json", "application/health+json")
+_ACCEPTED = {
+    "application/json": "json",
+    "application/health+json": "health",
+    "text/html": "html",
+}
+_JSON_TYPES = tuple(_ACCEPTED)[:2]
+_ALL_TYPES = tuple(_ACCEPTED)
 
 
-def _format_name(args: Any) -> str:
-    """The format a request asks for: ``?format=``, which beats the Accept
-    header, else health+json if the client prefers it, else JSON."""
-    if args is None or "format" not in args:
-        return "health" if _prefers_health() else "json"
-    name: str = args["format"]
-    if name not in _FORMATS:
-        abort(400, f"Unknown format {name!r}; use one of: {', '.join(_FORMATS)}.")
+def _negotiate(args: Mapping[str, str] | None, pages: bool) -> str:
+    """The name of the format a request gets: ``?format=``'s, else the one
+    its Accept header prefers; the page only if ``pages``. The header is
+    parsed only when it names health+json or html: probes send ``*/*`` or
+    nothing, and get JSON for free."""
+    if args is not None and "format" in args:  # it beats the Accept header
+        name = args["format"]
+        if name not in _FORMATS:
+            formats = ", ".join(_FORMATS)
+            abort(400, f"Unknown format {name!r}; use one of: {formats}.")
+    else:
+        accept = request.environ.get("HTTP_ACCEPT", "")
+        pages = pages and "html" in accept
+        name = "json"
+        if pages or "health+json" in accept:
+            offers = _ALL_TYPES if pages else _JSON_TYPES
+            name = _ACCEPTED[request.accept_mimetypes.best_match(offers, offers[0])]
+    if name == "html":
+        _refresh()  # a bad ?refresh= is refused before any check runs
     return name
 
 
-def _prefers_health() -> bool:
-    """Whether the request's Accept header prefers application/health+json."""
-    return "health+json" in request.environ.get("HTTP_ACCEPT", "") and (
-        request.accept_mimetypes.best_match(_MIMETYPES) == _MIMETYPES[1]
-    )
+# -- quiet access logs: a filter that keeps successful probes out of them ----
+
+
+class _QuietAccess(logging.Filter):
+    """Keeps the lines of successful (2xx) requests to the URLs of endpoints
+    with ``quiet_access_log`` out of the access logs of werkzeug (the
+    development server) and gunicorn. One instance, on the loggers, not on
+    their handlers, which gunicorn replaces at startup and reload; it holds
+    the endpoints weakly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watched: tuple[weakref.ref[_Monitor], ...] = ()
+        self.lock = threading.Lock()  # for init_app in two threads at once
+
+    def watch(self, endpoint: _Monitor) -> None:
+        """Quiet ``endpoint``'s URLs if its settings say so."""
+        if not endpoint.settings.quiet_access_log:
+            return
+        with self.lock:  # log lines read ``watched`` without it: one swap
+            alive = tuple(ref for ref in self.watched if ref() is not None)
+            self.watched = (*alive, weakref.ref(endpoint))
+        for name in _ACCESS_LOGGERS:
+            logging.getLogger(name).addFilter(self)  # once: it keeps no twin
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        line, code = _access(record)
+        if not code.startswith("2") or " " not in line:
+            return True
+        path = line.split(" ", 1)[1].rsplit(" ", 1)[0].partition("?")[0]
+        for ref in self.watched:
+            endpoint = ref()
+            if endpoint is not None and _quiet(path, endpoint.settings):
+                return False
+        return True
+
+
+_ACCESS_LOGGERS = ("werkzeug", "gunicorn.access")
+
+
+def _access(record: logging.LogRecord) -> tuple[str, str]:
+    """The request line and the status code of an access log line: werkzeug
+    logs ``'... "%s" %s %s'`` with the request line, the code and the size;
+    gunicorn a dict of its atoms, ``r`` the request line and ``s`` the code.
+    Empty strings for any other record."""
+    args = record.args
+    if isinstance(args, tuple) and str(record.msg).endswith('"%s" %s %s'):
+        return str(args[0]), str(args[1])
+    if isinstance(args, dict) and record.name == "gunicorn.access":
+        return str(args.get("r", "")), str(args.get("s", ""))
+    return "", ""
+
+
+def _quiet(path: str, settings: _Settings) -> bool:
+    """Whether ``path`` is the URL or, with per-check routes, one below it."""
+    url = settings.url
+    return path == url or (settings.per_check and _below(path, f"{url.rstrip('/')}/"))
+
+
+_quiet_access = _QuietAccess()
 
 
 # -- the command line: flask status, which runs each endpoint's checks once ---

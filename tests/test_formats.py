@@ -183,7 +183,7 @@ def test_unknown_format_is_400(app: Flask, client: FlaskClient) -> None:
     response = client.get("/readyz?format=xml")
     assert response.status_code == 400
     assert (
-        b"Unknown format &#39;xml&#39;; use one of: json, health, prometheus."
+        b"Unknown format &#39;xml&#39;; use one of: json, health, prometheus, html."
         in response.data
     )
     assert calls == []

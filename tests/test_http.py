@@ -146,7 +146,7 @@ def test_health_json_output_only_when_errors_shown(app: Flask) -> None:
         "*/*",
         "application/json",
         "application/json, application/health+json;q=0.5",
-        "text/html",
+        "text/plain",  # text/html gets the page: see test_page.py
     ],
 )
 def test_other_accepts_get_the_1_0_payload(

@@ -276,6 +276,8 @@ CONFIG_ERRORS: list[tuple[str, Any, type[Exception], str]] = [
         f"must be True or False, not 'false'. {FROM_ENV}",
     ),
     ("STATUS_PER_CHECK", None, TypeError, "must be True or False, not None."),
+    ("STATUS_HTML", "no", TypeError, f"must be True or False, not 'no'. {FROM_ENV}"),
+    ("STATUS_QUIET_ACCESS_LOG", 1, TypeError, "must be True or False, not 1."),
 ]
 
 
@@ -293,7 +295,7 @@ def test_every_setting_has_a_config_error_case() -> None:
     settings = set(inspect.signature(FlaskStatus).parameters) - {"app", "authenticator"}
     keys = {f"STATUS_{name.upper()}" for name in settings}
     assert keys == {key for key, *_ in CONFIG_ERRORS}
-    assert len(keys) == 9
+    assert len(keys) == 11
 
 
 @pytest.mark.parametrize(
