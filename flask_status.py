@@ -77,6 +77,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 A = TypeVar("A", bound=Authenticator)
 L = TypeVar("L", bound=Callable[["StatusChange"], Any])
 P = TypeVar("P", bound=Callable[[], Any])
+T = TypeVar("T")
 
 
 # -- the public API: FlaskStatus, whose view answers each request -------------
@@ -124,6 +125,10 @@ class FlaskStatus:
     :param every: run checks in the background every so many seconds, and
         answer requests with the latest result; ``0`` runs them on request
         [``STATUS_EVERY``, ``0``].
+    :param fail_after: failed runs in a row after which a check that passed
+        counts as failing [``STATUS_FAIL_AFTER``, ``1``].
+    :param recover_after: passing runs in a row after which a check that
+        failed counts as passing again [``STATUS_RECOVER_AFTER``, ``1``].
     :param show_errors: show why checks failed in the response
         [``STATUS_SHOW_ERRORS``, ``False``].
     :param workers: checks of this endpoint that may run at once
@@ -161,6 +166,8 @@ class FlaskStatus:
         timeout: float | None = None,
         cache: float | None = None,
         every: float | None = None,
+        fail_after: int | None = None,
+        recover_after: int | None = None,
         show_errors: bool | None = None,
         workers: int | None = None,
         log: str | None = None,
@@ -175,6 +182,9 @@ class FlaskStatus:
             if given[s.name] is not None
         }
         self._fields: dict[str, _Field] = {}
+        self._groups: dict[str, _Group] = {}  # by URL, in the order added
+        # The group each route answers for, by Flask endpoint name.
+        self._routes: dict[str | None, _Group] = {}
         self._guarded: View = self._respond
         self._authenticator: Authenticator | None = None
         self._details: Callable[[], Any] | None = None
@@ -204,39 +214,84 @@ class FlaskStatus:
                 " FlaskStatus to serve a second URL."
             )
         settings = _Settings(*[self._setting(app, s) for s in _SETTINGS])
-        self._route(app, settings)
+        groups = [_Group(settings.url), *self._groups.values()]
+        rules = _rules(app)
+        for group in groups:  # each refused before any is routed
+            what = "this FlaskStatus" if group is groups[0] else "the group"
+            _refuse_taken(app, rules, group.url, settings.per_check, what)
+            rules += _planned(group.url, settings.per_check)
+        for group in groups:
+            self._add_routes(app, settings.per_check, group)
         if "status" not in app.cli.commands:  # the app's own command stays
             app.cli.add_command(_status_command)
         self._apps[app] = monitor = _Monitor(self, settings)
         _MONITORS.add(monitor)
         _quiet_access.watch(monitor)
 
-    def _route(self, app: Flask, settings: _Settings) -> None:
-        """Route the URL, and with ``per_check`` the URLs below it, to this
-        instance, unless one is taken."""
-        url = settings.url
-        if settings.per_check and url == "/":
-            raise ValueError(
-                "Per-check routes at the URL '/' would answer every one-segment"
-                " path of the app; give this FlaskStatus another url."
-            )
-        served: dict[str, FlaskStatus] = app.extensions.setdefault("status", {})
-        below = f"{url.rstrip('/')}/"  # where per-check routes would answer
-        taken = _taken(app, url, below if settings.per_check else None)
-        if url in served or taken:
-            raise ValueError(
-                f"The URL {(taken or [url])[0]!r} is already routed on {app!r};"
-                " give this FlaskStatus another url."
-            )
+    def _add_routes(self, app: Flask, per_check: bool, group: _Group) -> None:
+        """Route ``group``'s URL, and with ``per_check`` the URLs below it,
+        to this instance's view."""
         options: dict[str, Any] = dict(
             methods=["GET"],  # and HEAD; anything else is 405, OPTIONS too
             provide_automatic_options=False,
         )
-        app.add_url_rule(url, f"status:{url}", self._view, **options)
-        if settings.per_check:
-            each = f"{below}<key>"
-            app.add_url_rule(each, f"status:{each}", self._view, **options)
-        served[url] = self
+        for rule, endpoint in _planned(group.url, per_check):
+            app.add_url_rule(rule, endpoint, self._view, **options)
+            self._routes[endpoint] = group
+        app.extensions.setdefault("status", {})[group.url] = self
+
+    def group(
+        self,
+        url: str,
+        *,
+        include: Iterable[str] | None = None,
+        exclude: Iterable[str] | None = None,
+        public: bool = False,
+    ) -> None:
+        """Serve ``url`` too, over the same runs of the same checks.
+
+        A group shares the instance's message, settings, runs, cache,
+        schedule, history and listeners; its status, HTTP code and every
+        format are judged from its own fields only, and with ``per_check``
+        it answers ``<url>/<key>`` for its own fields. It is served on every
+        app the instance serves, now and after later :meth:`init_app` calls.
+
+        :param url: where to serve it: a plain path.
+        :param include: the only fields it shows, in the order they were
+            added; an empty list shows none, only the message.
+        :param exclude: the fields it leaves out; fields added later are in.
+        :param public: serve it without the authenticator and never with
+            details: every format answers with the status alone, and the
+            same HTTP code.
+        :raises TypeError: if ``include`` or ``exclude`` is not a list of
+            field keys, or ``public`` not a bool.
+        :raises ValueError: if both ``include`` and ``exclude`` are given, a
+            name is no field yet, or the URL is not a plain path or is taken
+            on an app the instance serves.
+
+        .. code-block:: python
+
+            status = FlaskStatus(app)  # /api/status: every field
+            status.group("/livez", include=[])  # no checks at all
+            status.group("/readyz", exclude=["billing"], public=True)
+        """
+        group = _Group(
+            _url(url, "The group URL"),
+            *_selection(include, exclude, self._fields),
+            _bool(public, "The public option"),
+        )
+        if group.url in self._groups:
+            raise ValueError(
+                f"This FlaskStatus already serves the group {group.url!r}; give"
+                " the group another url."
+            )
+        served = list(self._apps.items())
+        for app, monitor in served:  # each refused before any is routed
+            per_check = monitor.settings.per_check
+            _refuse_taken(app, _rules(app), group.url, per_check, "the group")
+        for app, monitor in served:
+            self._add_routes(app, monitor.settings.per_check, group)
+        self._groups = {**self._groups, group.url: group}
 
     def _setting(self, app: Flask, setting: _Setting) -> Any:
         if setting.name in self._given:
@@ -256,6 +311,8 @@ class FlaskStatus:
         timeout: float | None = None,
         cache: float | None = None,
         every: float | None = None,
+        fail_after: int | None = None,
+        recover_after: int | None = None,
     ) -> None:
         """Add ``key`` to the payload: a static JSON value, or a check.
 
@@ -275,6 +332,11 @@ class FlaskStatus:
             own ``cache`` runs on request. Default: the endpoint's.
         :param every: run this check in the background every so many
             seconds; ``0`` runs it on request. Default: the endpoint's.
+        :param fail_after: failed runs in a row after which a passing check
+            counts as failing; until then its field shows ``false`` but the
+            status stays ``"OK"``. Default: the endpoint's.
+        :param recover_after: passing runs in a row after which a failing
+            check counts as passing again. Default: the endpoint's.
         :raises TypeError: if ``key`` is not a string, ``value`` is neither
             JSON nor callable, or the callable needs arguments.
         :raises ValueError: if ``key`` is empty, reserved or already added,
@@ -285,13 +347,18 @@ class FlaskStatus:
             status.add_field("version", "1.4.2")
             status.add_field("cache", ping_cache, critical=False, timeout=0.2)
             status.add_field("billing", ping_billing, every=30)
+            status.add_field("search", ping_search, fail_after=3)
         """
         _new_key(key, self._fields)
         if callable(value):
             _needs_no_arguments(key, value)
-        elif (critical, timeout, cache, every) != (True, None, None, None):
+        elif (critical, timeout, cache, every, fail_after, recover_after) != (
+            True,
+            *[None] * 5,
+        ):
             raise TypeError(
-                f"critical, timeout, cache and every apply to checks, but field"
+                "critical, timeout, cache, every, fail_after and recover_after"
+                f" apply to checks, but field"
                 f" {key!r} is the static value {value!r}; pass a callable instead."
             )
         else:
@@ -310,6 +377,8 @@ class FlaskStatus:
             _optional(_duration, timeout, "The timeout"),
             _optional(_interval, cache, "The cache"),
             _optional(_interval, every, "The every interval"),
+            _optional(_count, fail_after, "The fail_after option"),
+            _optional(_count, recover_after, "The recover_after option"),
         )
         # A new dict, not an update: requests under way keep the one they read.
         self._fields = {**self._fields, key: field}
@@ -326,6 +395,8 @@ class FlaskStatus:
         timeout: float | None = None,
         cache: float | None = None,
         every: float | None = None,
+        fail_after: int | None = None,
+        recover_after: int | None = None,
     ) -> Callable[[F], F]: ...
 
     def field(self, name: str | F | None = None, **options: Any) -> Any:
@@ -335,8 +406,8 @@ class FlaskStatus:
         is returned unchanged.
 
         :param name: the payload key.
-        :param options: ``critical``, ``timeout``, ``cache`` and ``every``, as
-            for :meth:`add_field`.
+        :param options: ``critical``, ``timeout``, ``cache``, ``every``,
+            ``fail_after`` and ``recover_after``, as for :meth:`add_field`.
 
         .. code-block:: python
 
@@ -460,17 +531,21 @@ class FlaskStatus:
     # The request: the view the authenticator wraps, and what it answers.
 
     def _view(self, **kwargs: Any) -> Any:
+        if self._routes[request.endpoint].public:
+            return self._respond(**kwargs)
         return self._guarded(**kwargs)
 
     def _respond(self, key: str | None = None) -> Response:
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-        monitor = self._apps[app]
+        monitor, group = self._apps[app], self._routes[request.endpoint]
         # Most probes send no query: then nothing is parsed.
         args = request.args if request.environ.get("QUERY_STRING") else None
-        chosen = self._chosen(app, monitor, key, args)
+        chosen = self._chosen(app, monitor, group, key, args)
         name = _negotiate(args, monitor.settings.html)
-        report = monitor.report(app, chosen)
-        details = self._details is None or self._shows_details(app)
+        report = monitor.report(app, group.url, chosen)
+        details = not group.public and (
+            self._details is None or self._shows_details(app)
+        )
         writer = _FORMATS[name]
         response: Response = app.response_class(
             writer.write(report, monitor.parts(app), details),
@@ -482,24 +557,33 @@ class FlaskStatus:
         return response
 
     def _chosen(
-        self, app: Flask, monitor: _Monitor, key: str | None, args: Any
+        self, app: Flask, monitor: _Monitor, group: _Group, key: str | None, args: Any
     ) -> list[_Field]:
-        """The fields a request asks for: one per-check route's, all but
-        those ``?exclude=`` names, or all."""
-        fields = self._fields
+        """The fields of ``group`` a request asks for: one per-check route's,
+        all but those ``?exclude=`` names, or all."""
+        fields = group.select(self._fields)
         if key is not None:
             if key not in fields:
                 abort(404)
             return [fields[key]]
         if args is not None and "exclude" in args:
-            excluded = monitor.exclusions(app, args.getlist("exclude"))
+            excluded = monitor.exclusions(app, group.url, args.getlist("exclude"))
             return [f for k, f in fields.items() if k not in excluded]
         return list(fields.values())
 
     def _shows_details(self, app: Flask) -> bool:
+        """Whether the predicate shows this request the details: an ``async
+        def`` one is awaited, and one that raises anything, ``SystemExit``
+        included, is logged and shows nothing."""
+        shown = None
         try:
-            return bool(self._details())  # type: ignore[misc]
-        except Exception as error:
+            shown = self._details()  # type: ignore[misc]
+            if inspect.iscoroutine(shown):
+                shown = asyncio.run(shown)
+            return bool(shown)
+        except BaseException as error:
+            if inspect.iscoroutine(shown):
+                shown.close()  # never awaited: say nothing more of it
             message = "The details predicate %r raised."
             _emit(app, logging.ERROR, message, self._details, error=error)
             return False
@@ -508,14 +592,82 @@ class FlaskStatus:
 # -- settings: each with its default and the validator beside it --------------
 
 
-def _taken(app: Flask, url: str, below: str | None) -> list[str]:
-    """The rules of ``app`` that answer ``url``, or with ``below`` a path of
-    one more segment below it."""
-    return [
-        rule.rule
-        for rule in app.url_map.iter_rules()
-        if rule.rule == url or (below is not None and _below(rule.rule, below))
-    ]
+Rules = list[tuple[str, str]]  # each rule of an app, with its endpoint
+
+
+def _rules(app: Flask) -> Rules:
+    return [(rule.rule, rule.endpoint) for rule in app.url_map.iter_rules()]
+
+
+def _planned(url: str, per_check: bool) -> Rules:
+    """The rules that serve a status URL: it, and ``<url>/<key>``."""
+    rules = [(url, f"status:{url}")]
+    if per_check:
+        each = f"{url.rstrip('/')}/<key>"
+        rules.append((each, f"status:{each}"))
+    return rules
+
+
+def _refuse_taken(
+    app: Flask, rules: Rules, url: str, per_check: bool, what: str
+) -> None:
+    """Refuse ``url`` if one of ``rules`` answers it, or with ``per_check``
+    a path one segment below it; ``what`` is whose URL it is."""
+    if per_check and url == "/":
+        raise ValueError(
+            "Per-check routes at the URL '/' would answer every one-segment"
+            f" path of the app; give {what} another url."
+        )
+    below = f"{url.rstrip('/')}/"  # where per-check routes would answer
+    for rule, endpoint in rules:
+        if rule == url or (per_check and _below(rule, below)):
+            raise ValueError(
+                f"The URL {rule!r} is already routed on {app!r}; give {what}"
+                " another url."
+            )
+        if endpoint.startswith("status:") and _answers(rule, url):
+            raise ValueError(
+                f"The URL {url!r} is answered by the per-check route {rule!r}"
+                f" on {app!r}; give {what} another url."
+            )
+
+
+def _answers(rule: str, url: str) -> bool:
+    """Whether the per-check ``rule`` (``<prefix>/<key>``) answers ``url``."""
+    return rule.endswith("/<key>") and _below(url, rule[: -len("<key>")])
+
+
+def _selection(
+    include: Iterable[str] | None,
+    exclude: Iterable[str] | None,
+    fields: dict[str, _Field],
+) -> tuple[tuple[str, ...] | None, frozenset[str]]:
+    """A group's ``include`` and ``exclude``, checked against ``fields``."""
+    if include is not None and exclude is not None:
+        raise ValueError(
+            f"A group takes include or exclude, not both, but got include="
+            f"{include!r} and exclude={exclude!r}; list the fields it shows, or"
+            " those it leaves out."
+        )
+    if include is not None:
+        return tuple(_field_keys(include, "include", fields)), frozenset()
+    return None, frozenset(_field_keys(exclude or (), "exclude", fields))
+
+
+def _field_keys(names: object, option: str, fields: dict[str, _Field]) -> list[str]:
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise TypeError(
+            f"The {option} option must be a list of field keys, not {names!r};"
+            f" write {option}=[{names!r}] for one."
+        )
+    keys = list(names)
+    for key in keys:
+        if key not in fields:
+            raise ValueError(
+                f"{key!r} in the {option} option is no field of this FlaskStatus"
+                " yet; add the field before the group."
+            )
+    return keys
 
 
 def _below(rule: str, prefix: str) -> bool:
@@ -537,6 +689,12 @@ def _url(value: object, what: str) -> str:
         raise ValueError(
             f"{what} {value!r} has a variable part, a query or a fragment, which"
             " a status route can never answer; give a plain path such as"
+            " '/api/status'."
+        )
+    if "%" in value:
+        raise ValueError(
+            f"{what} {value!r} has a percent-escape, which Flask would match only"
+            " as those very characters; write the path unescaped, such as"
             " '/api/status'."
         )
     return value if value.startswith("/") else f"/{value}"
@@ -615,8 +773,8 @@ def _interval(value: object, what: str) -> float:
 
 
 def _optional(
-    validate: Callable[[object, str], float], value: object, what: str
-) -> float | None:
+    validate: Callable[[object, str], T], value: object, what: str
+) -> T | None:
     return None if value is None else validate(value, what)
 
 
@@ -628,7 +786,7 @@ def _bool(value: object, what: str) -> bool:
     return value
 
 
-def _workers(value: object, what: str) -> int:
+def _count(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(
             f"{what} must be an int, not {value!r}.{_env_hint(value, what)}"
@@ -671,8 +829,10 @@ _SETTINGS = (
     _Setting("timeout", "The timeout", 0.8, _duration),
     _Setting("cache", "The cache", 0.0, _interval),
     _Setting("every", "The every interval", 0.0, _interval),
+    _Setting("fail_after", "The fail_after option", 1, _count),
+    _Setting("recover_after", "The recover_after option", 1, _count),
     _Setting("show_errors", "The show_errors option", False, _bool),
-    _Setting("workers", "The number of workers", 8, _workers),
+    _Setting("workers", "The number of workers", 8, _count),
     _Setting("log", "The log mode", "transitions", _log_mode),
     _Setting("per_check", "The per_check option", False, _bool),
     _Setting("html", "The html option", True, _bool),
@@ -690,6 +850,8 @@ class _Settings(NamedTuple):
     timeout: float
     cache: float
     every: float
+    fail_after: int
+    recover_after: int
     show_errors: bool
     workers: int
     log: str
@@ -706,6 +868,26 @@ class _Field(NamedTuple):
     timeout: float | None = None
     cache: float | None = None
     every: float | None = None
+    fail_after: int | None = None
+    recover_after: int | None = None
+
+
+class _Group(NamedTuple):
+    """A URL of a FlaskStatus and the fields it shows: the instance's own
+    URL, with all of them, or a group's."""
+
+    url: str
+    include: tuple[str, ...] | None = None  # only these
+    exclude: frozenset[str] = frozenset()  # all but these
+    public: bool = False  # no authenticator, no details
+
+    def select(self, fields: dict[str, _Field]) -> dict[str, _Field]:
+        """The fields of ``fields`` this URL shows, in their order."""
+        if self.include is not None:
+            return {k: f for k, f in fields.items() if k in self.include}
+        if self.exclude:
+            return {k: f for k, f in fields.items() if k not in self.exclude}
+        return fields
 
 
 def _json_value(what: str, value: object) -> None:
@@ -747,10 +929,42 @@ class _Outcome(NamedTuple):
     reason: str | None  # why it failed
     at: float  # when, in seconds since the epoch
     duration: float  # seconds the run took, or until it was given up
+    # The check's status once this run counted, set when the run settles:
+    status: str = ""  # "OK", "WARN" or "FAIL", as fail_after/recover_after judge
+    since: float = 0.0  # when that status began, in seconds since the epoch
+    failures: int = 0  # failed runs in a row, this one included
 
 
-def _state(outcome: _Outcome, critical: bool) -> str:
-    return "OK" if outcome.ok else "FAIL" if critical else "WARN"
+class _Streak:
+    """A check's status over its runs, counted under its monitor's lock.
+
+    The first run sets the status. After it, a passing check turns failing
+    only after ``fail_after`` failed runs in a row, and a failing one passes
+    again only after ``recover_after`` passing runs in a row.
+    """
+
+    __slots__ = ("failures", "passes", "since", "status")
+
+    def __init__(self) -> None:
+        self.status: str | None = None
+        self.since = 0.0
+        self.failures = 0  # failed runs in a row
+        self.passes = 0  # passing runs in a row
+
+    def count(
+        self, outcome: _Outcome, failing: str, fail_after: int, recover_after: int
+    ) -> str | None:
+        """Count one run in; returns the status before it."""
+        old = self.status
+        if outcome.ok:
+            self.passes, self.failures = self.passes + 1, 0
+            new = "OK" if old is None or self.passes >= recover_after else old
+        else:
+            self.passes, self.failures = 0, self.failures + 1
+            new = failing if old is None or self.failures >= fail_after else old
+        if new != old:
+            self.status, self.since = new, outcome.at
+        return old
 
 
 class _Report(NamedTuple):
@@ -985,6 +1199,7 @@ class _Monitor:
         self.status = status
         self.settings = settings
         self.logs_every_failure = settings.log == "every"
+        self.main = _Group(settings.url)  # the instance's own URL on this app
         self._parts: _Parts | None = None
         self._reset()
 
@@ -993,7 +1208,8 @@ class _Monitor:
         threads' locks, runs and workers did not come along."""
         self.lock = threading.Lock()
         self.runs: dict[str, _Run] = {}  # the latest run of each check
-        self.states: dict[str | None, str] = {}  # the last status of each
+        self.streaks: dict[str, _Streak] = {}  # each check's status over runs
+        self.overall: dict[str, str] = {}  # each URL's status, for listeners
         self.running = 0  # runs holding one of the workers
         # Runs wait here for one of this monitor's workers rather than in the
         # pool's queue: the pool serves every monitor of the process, and a
@@ -1016,15 +1232,14 @@ class _Monitor:
 
     # The request: join runs or start them, then wait until their deadlines.
 
-    def report(self, app: Flask, fields: list[_Field]) -> _Report:
+    def report(self, app: Flask, url: str, fields: list[_Field]) -> _Report:
         """Join or start a run of each check among ``fields``, wait for them
-        until their deadlines, and judge the status."""
+        until their deadlines, and judge the status of ``url``."""
         checks = [f for f in fields if f.is_check]
         outcomes = self._outcomes(app, checks) if checks else {}
         entries = [(field, outcomes.get(field.key)) for field in fields]
-        failed = {f.critical for f, outcome in entries if outcome and not outcome.ok}
-        state = "FAIL" if True in failed else "WARN" if failed else "OK"
-        return _Report(self.settings.url, state, entries, self.settings.show_errors)
+        state = _worst([outcome.status for _, outcome in entries if outcome])
+        return _Report(url, state, entries, self.settings.show_errors)
 
     def _outcomes(self, app: Flask, checks: list[_Field]) -> dict[str, _Outcome]:
         if os.getpid() != _pid:
@@ -1191,8 +1406,9 @@ class _Monitor:
         """Move ``run`` to ``state`` with its outcome; decide what to log
         and whom to tell, and detach the latches of the requests waiting."""
         run.move(state)
-        run.outcome = outcome
-        old, changes = self._track(run.field, outcome)
+        old = self._streak(run.field.key).status
+        run.outcome = outcome = self._judge(run.field, outcome)
+        changes = self._changes(run.field.key, old, outcome)
         if changes:
             then.notify = self._queue(changes)
         if not outcome.ok or old not in (None, "OK"):  # else nothing to log
@@ -1219,43 +1435,97 @@ class _Monitor:
             then.next_run = run
         run.expires = now + wait
 
-    def _track(
-        self, field: _Field, outcome: _Outcome
-    ) -> tuple[str | None, list[StatusChange]]:
-        """Record a check's new status; the one before, and the changes the
-        listeners should hear of."""
-        key, state = field.key, _state(outcome, field.critical)
-        old = self.states.get(key)
-        if old == state:
-            return old, []
-        self.states[key] = state
-        url, at = self.settings.url, outcome.at
-        changes = [StatusChange(url, key, old, state, outcome.reason, at)]
-        checks = [k for k, f in self.status._fields.items() if f.is_check]
-        if all(k in self.states for k in checks):  # every check has a status
-            overall = _worst(self.states[k] for k in checks)
-            before = self.states.get(None)
-            if overall != before:
-                self.states[None] = overall
-                changes.append(StatusChange(url, None, before, overall, None, at))
-        return old, changes if self.status._listeners else []
+    def _streak(self, key: str) -> _Streak:
+        streak = self.streaks.get(key)
+        if streak is None:
+            streak = self.streaks[key] = _Streak()
+        return streak
+
+    def _judge(self, field: _Field, outcome: _Outcome) -> _Outcome:
+        """Count a run into its check's streak: its outcome, with the
+        check's status as ``fail_after`` and ``recover_after`` judge it."""
+        streak = self._streak(field.key)
+        settings = self.settings
+        streak.count(
+            outcome,
+            "FAIL" if field.critical else "WARN",
+            field.fail_after or settings.fail_after,
+            field.recover_after or settings.recover_after,
+        )
+        return _Outcome(*outcome[:5], str(streak.status), streak.since, streak.failures)
+
+    def _changes(
+        self, key: str, old: str | None, outcome: _Outcome
+    ) -> list[StatusChange]:
+        """What the listeners should hear of a check whose status went from
+        ``old`` to ``outcome.status``: that change, and each URL's status
+        that changed with it."""
+        new = outcome.status
+        if new == old:
+            return []
+        at = outcome.at
+        change = StatusChange(self.settings.url, key, old, new, outcome.reason, at)
+        changes = [change, *self._overall_changes(at)]
+        return changes if self.status._listeners else []
+
+    def _overall_changes(self, at: float) -> list[StatusChange]:
+        """Each URL's status that changed with a check's."""
+        changes = []
+        for group in self.groups():
+            overall = self._overall(group)
+            before = self.overall.get(group.url)
+            if overall is not None and overall != before:
+                self.overall[group.url] = overall
+                changes.append(StatusChange(group.url, None, before, overall, None, at))
+        return changes
+
+    def _overall(self, group: _Group) -> str | None:
+        """The status of ``group``'s URL, the worst of its checks'; None
+        while one of them has none, or it has no check."""
+        statuses = []
+        for field in group.select(self.status._fields).values():
+            if field.is_check:
+                streak = self.streaks.get(field.key)
+                if streak is None or streak.status is None:
+                    return None
+                statuses.append(streak.status)
+        return _worst(statuses) if statuses else None
+
+    def groups(self) -> list[_Group]:
+        """The URLs this monitor's runs serve: the instance's, then its
+        groups'."""
+        return [self.main, *self.status._groups.values()]
 
     def _log_line(
         self, run: _Run, outcome: _Outcome, old: str | None
     ) -> tuple[Any, ...] | None:
         """The line to log for a run that settled: a failure (in
-        "transitions" mode, when the check starts failing), a recovery, or
-        none."""
-        key = run.field.key
-        if not outcome.ok and (self.logs_every_failure or old in (None, "OK")):
-            reason = str(outcome.reason)
-            if run.state is _LATE:
-                reason += "; it has not returned yet"
-            level = logging.ERROR if run.field.critical else logging.WARNING
-            return (level, "Check %r failed: %s", key, reason)
-        if outcome.ok and not self.logs_every_failure and old not in (None, "OK"):
+        "transitions" mode, when the check's status turns failing), a
+        failure the check tolerates (only in "every" mode, at INFO), a
+        recovery, or none."""
+        key, every = run.field.key, self.logs_every_failure
+        if not outcome.ok:
+            return self._failure_line(run, outcome, old)
+        if not every and outcome.status == "OK" and old not in (None, "OK"):
             return (logging.INFO, "Check %r passes again.", key)
         return None
+
+    def _failure_line(
+        self, run: _Run, outcome: _Outcome, old: str | None
+    ) -> tuple[Any, ...] | None:
+        key, new, every = run.field.key, outcome.status, self.logs_every_failure
+        reason = str(outcome.reason)
+        if run.state is _LATE:
+            reason += "; it has not returned yet"
+        if new == "OK":  # tolerated: fewer than fail_after failures in a row
+            if not every:
+                return None
+            message = "Check %r failed, tolerated (%d in a row): %s"
+            return (logging.INFO, message, key, outcome.failures, reason)
+        if not every and old == new:
+            return None
+        level = logging.ERROR if run.field.critical else logging.WARNING
+        return (level, "Check %r failed: %s", key, reason)
 
     def _queue(self, changes: list[StatusChange]) -> bool:
         """Queue changes for the listeners, in order; whether a task must be
@@ -1306,7 +1576,7 @@ class _Monitor:
 
     # What a request reads besides runs.
 
-    def exclusions(self, app: Flask, values: list[str]) -> set[str]:
+    def exclusions(self, app: Flask, url: str, values: list[str]) -> set[str]:
         """The field keys named by ``?exclude=`` values; a name that is no
         field is logged, once."""
         names = _names(values)
@@ -1316,7 +1586,7 @@ class _Monitor:
             self.unknown.update(unknown)
             message = "Cannot exclude %s from %s: there is no such field."
             shown = ", ".join(map(repr, unknown))
-            _emit(app, logging.WARNING, message, shown, self.settings.url, error=None)
+            _emit(app, logging.WARNING, message, shown, url, error=None)
         return names
 
     def parts(self, app: Flask) -> _Parts:
@@ -1346,10 +1616,18 @@ class _OneShot(_Monitor):
     def every(self, field: _Field) -> float:
         return 0.0
 
-    def _track(
-        self, field: _Field, outcome: _Outcome
-    ) -> tuple[str | None, list[StatusChange]]:
-        return None, []
+    def _ended(self, run: _Run, now: float, late: bool, then: _Then) -> None:
+        run.expires = math.inf  # every URL of the command reads this run
+
+    def _judge(self, field: _Field, outcome: _Outcome) -> _Outcome:
+        """The run alone: no tolerance, no streak."""
+        status = "OK" if outcome.ok else "FAIL" if field.critical else "WARN"
+        return _Outcome(*outcome[:5], status, outcome.at, int(not outcome.ok))
+
+    def _changes(
+        self, key: str, old: str | None, outcome: _Outcome
+    ) -> list[StatusChange]:
+        return []
 
 
 def _names(values: Iterable[str]) -> set[str]:
@@ -1801,10 +2079,12 @@ def _health_entry(
 ) -> str:
     """One observation of a check, in a health+json ``checks`` entry."""
     entry = {
-        "status": f'"{_HEALTH[_state(outcome, field.critical)]}"',
+        "status": f'"{_HEALTH[outcome.status]}"',
         "observedValue": outcome.value,
         "time": f'"{_iso(outcome.at)}"',
         "duration": repr(round(outcome.duration, 6)),
+        "since": f'"{_iso(outcome.since)}"',
+        "consecutiveFailures": int.__repr__(outcome.failures),
     }
     if show_errors and not outcome.ok:
         entry["output"] = parts.encode(outcome.reason)
@@ -1812,7 +2092,16 @@ def _health_entry(
 
 
 _HEALTH_NAMES = {
-    k: f'"{k}"' for k in ("status", "observedValue", "time", "duration", "output")
+    k: f'"{k}"'
+    for k in (
+        "status",
+        "observedValue",
+        "time",
+        "duration",
+        "since",
+        "consecutiveFailures",
+        "output",
+    )
 }
 
 
@@ -1833,11 +2122,12 @@ def _write_prometheus(report: _Report, parts: _Parts, details: bool) -> str:
     checks = [(f.key, o) for f, o in report.entries if o is not None] if details else []
     if checks:
         lines += [
-            "# HELP flask_status_check_up 1 if the check passed, 0 if it failed.",
+            "# HELP flask_status_check_up 1 unless the check's status is WARN or FAIL.",
             "# TYPE flask_status_check_up gauge",
         ]
         lines += [
-            f'flask_status_check_up{{{url},check="{_label(k)}"}} {int(o.ok)}'
+            f'flask_status_check_up{{{url},check="{_label(k)}"}}'
+            f" {int(o.status == 'OK')}"
             for k, o in checks
         ]
         lines += [
@@ -1877,13 +2167,13 @@ def _html_table(report: _Report, parts: _Parts) -> str:
     static fields and checks; a check's reason only with ``show_errors``."""
     reasons = report.show_errors
     rows = {
-        k: _html_row(k, v, None, False, reasons)
+        k: _html_row(k, v, None, reasons)
         for k, v in parts.message.items()
         if k != "status"
     }
     for field, outcome in report.entries:
         value = outcome.value if outcome else parts.static[field.key]
-        rows[field.key] = _html_row(field.key, value, outcome, field.critical, reasons)
+        rows[field.key] = _html_row(field.key, value, outcome, reasons)
     head = "".join(f'<th scope="col">{name}</th>' for name in _COLUMNS[: 5 + reasons])
     return (
         f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
@@ -1895,18 +2185,17 @@ _COLUMNS = ("Field", "State", "Value", "Duration", "Since", "Reason")
 _CELLS = tuple(f'<td data-label="{name}">' for name in _COLUMNS[1:])
 
 
-def _html_row(
-    key: str, value: str, outcome: _Outcome | None, critical: bool, reasons: bool
-) -> str:
+def _html_row(key: str, value: str, outcome: _Outcome | None, reasons: bool) -> str:
     """One row: the key, the state, the value as JSON text and, for a check,
-    how long its run took and when it was observed (as in health+json).
+    how long its run took and since when its state holds (as health+json's
+    ``duration`` and ``since``).
     Each cell is labelled, for narrow screens, where rows become cards."""
     state = duration = since = reason = ""
     if outcome is not None:
-        word = _state(outcome, critical)
+        word = outcome.status
         state = f'<span class="{word}">{word}</span>'
         duration = f"{outcome.duration * 1000:.3f} ms"
-        at = _iso(outcome.at)
+        at = _iso(outcome.since)
         since = f'<time datetime="{at}">{at.replace("T", " ")}</time>'
         reason = html.escape(outcome.reason) if outcome.reason else ""
     cells = (state, f"<code>{html.escape(value)}</code>", duration, since, reason)
@@ -2054,7 +2343,7 @@ class _QuietAccess(logging.Filter):
         path = line.split(" ", 1)[1].rsplit(" ", 1)[0].partition("?")[0]
         for ref in self.watched:
             endpoint = ref()
-            if endpoint is not None and _quiet(path, endpoint.settings):
+            if endpoint is not None and _quiet(path, endpoint):
                 return False
         return True
 
@@ -2075,10 +2364,14 @@ def _access(record: logging.LogRecord) -> tuple[str, str]:
     return "", ""
 
 
-def _quiet(path: str, settings: _Settings) -> bool:
-    """Whether ``path`` is the URL or, with per-check routes, one below it."""
-    url = settings.url
-    return path == url or (settings.per_check and _below(path, f"{url.rstrip('/')}/"))
+def _quiet(path: str, monitor: _Monitor) -> bool:
+    """Whether ``path`` is one of the monitor's URLs or, with per-check
+    routes, one below one of them."""
+    per_check = monitor.settings.per_check
+    return any(
+        path == group.url or (per_check and _below(path, f"{group.url.rstrip('/')}/"))
+        for group in monitor.groups()
+    )
 
 
 _quiet_access = _QuietAccess()
@@ -2088,7 +2381,11 @@ _quiet_access = _QuietAccess()
 
 
 @click.command("status")
-@click.option("--url", help="Run only the endpoint at this URL, such as /readyz.")
+@click.option(
+    "--url",
+    help="Run only the endpoint at this URL, such as /readyz, or one check of"
+    " a per-check route, such as /readyz/database.",
+)
 @click.option(
     "--exclude",
     multiple=True,
@@ -2102,38 +2399,68 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
     a container can use: HEALTHCHECK CMD flask --app main status
     """
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    served = _served(app, url)
+    targets = _targets(app, url)
     excluded = _names(exclude)
-    unknown = excluded.difference(*(status._fields for status in served.values()))
+    unknown = excluded.difference(*(t.status._fields for t in targets.values()))
     if unknown:
         message = "Cannot exclude %s: no endpoint has such a field."
         shown = ", ".join(map(repr, sorted(unknown)))
         _emit(app, logging.WARNING, message, shown, error=None)
+    runs: dict[FlaskStatus, _OneShot] = {}  # one run of each check per instance
     failed = False
-    for path, status in served.items():
-        fields = [f for k, f in status._fields.items() if k not in excluded]
-        settings = status._apps[app].settings
-        once = _OneShot(status, settings)  # fresh runs, no history
-        report = once.report(app, fields)
+    for path, target in targets.items():
+        status = target.status
+        once = runs.setdefault(status, _OneShot(status, status._apps[app].settings))
+        report = once.report(app, target.group.url, target.fields(excluded))
         click.echo(f"{path} {_write_json(report, once.parts(app), True)}")
         failed = failed or report.state == "FAIL"
     if failed:
         raise SystemExit(1)
 
 
-def _served(app: Flask, url: str | None) -> dict[str, FlaskStatus]:
-    """The endpoints ``flask status`` runs: all, or the one at ``--url``."""
+class _Target(NamedTuple):
+    """What ``flask status`` runs for one URL: a group's fields, or one."""
+
+    status: FlaskStatus
+    group: _Group
+    key: str | None = None  # a per-check route's field
+
+    def fields(self, excluded: set[str]) -> list[_Field]:
+        fields = self.group.select(self.status._fields)
+        if self.key is not None:
+            return [fields[self.key]]
+        return [f for k, f in fields.items() if k not in excluded]
+
+
+def _targets(app: Flask, url: str | None) -> dict[str, _Target]:
+    """What ``flask status`` runs: every URL, or the one at ``--url``."""
     served: dict[str, FlaskStatus] = app.extensions["status"]
+    every = {u: _Target(st, st._routes[f"status:{u}"]) for u, st in served.items()}
     if url is None:
-        return served
+        return every
     try:
         url = _url(url, "The status URL")
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--url") from None
-    if url not in served:
+    target = every.get(url) or _per_check_target(app, served, url)
+    if target is None:
         raise click.BadParameter(
             f"{url!r} is not served by flask-status; choose one of"
-            f" {', '.join(map(repr, served))}.",
+            f" {', '.join(map(repr, served))}, or one of their per-check routes.",
             param_hint="--url",
         )
-    return {url: served[url]}
+    return {url: target}
+
+
+def _per_check_target(
+    app: Flask, served: dict[str, FlaskStatus], url: str
+) -> _Target | None:
+    """The field of the per-check route that answers ``url``, if any."""
+    parent, _, key = url.rpartition("/")
+    parent = parent or "/"
+    endpoint = f"status:{parent.rstrip('/')}/<key>"
+    status = served.get(parent)
+    if status is None or endpoint not in app.view_functions:
+        return None
+    group = status._routes[endpoint]
+    return _Target(status, group, key) if key in group.select(status._fields) else None
