@@ -5,13 +5,17 @@ URLs that cannot be served."""
 from __future__ import annotations
 
 import functools
+import json
 import threading
+from pathlib import Path
 from typing import Any
 from typing import Callable
 
 import pytest
+from conftest import Gunicorn
 from conftest import Switch
 from conftest import get
+from conftest import http_get
 from conftest import logged
 from conftest import prometheus
 from conftest import wait_for
@@ -453,3 +457,67 @@ def test_flask_status_runs_a_group_and_a_per_check_route(app: Flask) -> None:
     result = runner.invoke(args=["status", "--url", "/readyz/billing"])
     assert result.exit_code == 2  # not a field of /readyz
     assert "'/readyz/billing' is not served by flask-status" in result.output
+
+
+SERVED = """
+    import itertools, json, os, time
+    from flask import Flask
+    from flask_status import FlaskStatus
+
+    app = Flask(__name__)
+    status = FlaskStatus(app, fail_after=3)
+    runs = itertools.count(1)
+    flaps = itertools.count()
+
+    def database():
+        time.sleep(0.2)  # long enough for a round's probes to join one run
+        return next(runs)
+
+    def cache():  # fails every other run
+        return next(flaps) % 2 == 0
+
+    status.add_field("database", database)
+    status.add_field("cache", cache)
+    status.group("/livez", include=[])
+    status.group("/readyz", public=True)
+
+    @status.on_change
+    def heard(change):
+        with open(os.environ["HEARD"], "a") as heard:
+            heard.write(json.dumps([change.url, change.check, change.new]) + "\\n")
+"""
+
+
+def test_one_instance_serves_three_probes_from_one_run_per_round(
+    gunicorn: Gunicorn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    heard = tmp_path / "heard.jsonl"
+    monkeypatch.setenv("HEARD", str(heard))
+    _, port = gunicorn(SERVED, "--workers", "1", "--threads", "8")
+    for round_ in range(1, 7):
+        answers: dict[str, tuple[int, bytes]] = {}
+        probes = [
+            threading.Thread(
+                target=lambda u=url, a=answers: a.update({u: http_get(port, u)})
+            )
+            for url in ("/livez", "/readyz", "/api/status")
+        ]
+        for probe in probes:
+            probe.start()
+        for probe in probes:
+            probe.join(10)
+        cache = "true" if round_ % 2 else "false"  # the flapping check
+        assert answers == {
+            "/livez": (200, b'{"status":"OK"}'),
+            "/readyz": (200, b'{"status":"OK"}'),
+            "/api/status": (
+                200,
+                f'{{"status":"OK","database":{round_},"cache":{cache}}}'.encode(),
+            ),
+        }
+    changes = [json.loads(line) for line in heard.read_text().splitlines()]
+    assert sorted(changes[:2]) == [  # whichever check settled first
+        ["/api/status", "cache", "OK"],
+        ["/api/status", "database", "OK"],
+    ]
+    assert changes[2:] == [["/api/status", None, "OK"], ["/readyz", None, "OK"]]
