@@ -501,8 +501,10 @@ class FlaskStatus:
         is true; others get just the status, with the same HTTP code.
 
         The predicate takes no arguments and runs in the request context,
-        after the authenticator. One that raises is logged and counts as
-        false. Returns ``predicate`` unchanged.
+        after the authenticator; an ``async def`` one is awaited. One that
+        raises anything, ``SystemExit`` included, is logged and counts as
+        false. A public group never shows details. Returns ``predicate``
+        unchanged.
 
         :param predicate: a callable taking no arguments.
         :raises TypeError: if it is not callable.
