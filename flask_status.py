@@ -718,6 +718,7 @@ def _new_key(key: object, fields: dict[str, _Field]) -> None:
             f"A field {key!r} is already added; choose another key or"
             " another FlaskStatus."
         )
+    _json_value("The field key", key)
 
 
 def _message(value: object, what: str) -> dict[str, Any]:
@@ -894,7 +895,14 @@ class _Group(NamedTuple):
 
 def _json_value(what: str, value: object) -> None:
     try:
-        json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{what} {value!r} has text that cannot be encoded as UTF-8 (a lone"
+            " surrogate), as every response must be; decode it with"
+            " errors='replace' first."
+        ) from None
     except (TypeError, ValueError) as error:  # a wrong type, or NaN and the like
         raise type(error)(
             f"{what} {value!r} cannot be encoded as JSON; use a str, int,"
@@ -1088,8 +1096,6 @@ class _Run:
         outcome = self.outcome
         if outcome is None:
             return self.previous if now < self.deadline else None
-        if self.state is _LATE:
-            return outcome._replace(reason=f"{outcome.reason}; still running")
         return outcome
 
     def execute(self, app: Flask) -> bool:
@@ -1130,6 +1136,8 @@ def _judge(
         return _failed("returned False", start), None
     try:
         text = encode(value)
+        if not text.isascii():
+            text.encode()  # a lone surrogate, where the provider keeps non-ASCII
     except Exception as error:  # unencodable, NaN, too deep, or the provider's
         name = type(value).__name__
         article = "an" if name[:1].lower() in "aeiou" else "a"
@@ -1142,8 +1150,13 @@ def _failed(reason: str, start: float) -> _Outcome:
     return _Outcome(False, "false", reason, time.time(), time.monotonic() - start)
 
 
-def _timed_out(run: _Run) -> _Outcome:
-    reason = f"timed out after {run.timeout} s"
+_STILL_RUNNING = "; still running"  # said of a late run until its call returns
+
+
+def _timed_out(run: _Run, still: str = "") -> _Outcome:
+    """A run that outlasted its deadline: while it waited for a worker, or
+    with ``still`` said while its call goes on."""
+    reason = f"timed out after {run.timeout} s{still}"
     if run.state is _QUEUED:
         workers = run.monitor.settings.workers
         busy = "the only one was" if workers == 1 else f"all {workers} were"
@@ -1161,6 +1174,8 @@ def _describe(error: BaseException) -> str:
         text = str(error)
     except BaseException:
         text = "<exception str() failed>"
+    if not text.isascii():  # no lone surrogate may reach a response
+        text = text.encode(errors="backslashreplace").decode()
     return f"{name}: {text}" if text else name
 
 
@@ -1182,6 +1197,7 @@ class _Then:
 
 _SPREAD_AFTER = 0.001  # seconds a request waits before queued checks get workers
 _MOST_CHANGES = 1000  # changes queued for slow listeners; older ones are dropped
+_SAY_DROPS_EVERY = 10.0  # seconds between warnings that changes were dropped
 _UNKNOWN_NAMES = 64  # excluded names not served, warned about once each
 
 
@@ -1222,6 +1238,7 @@ class _Monitor:
             maxlen=_MOST_CHANGES
         )
         self.dropped = 0  # changes the listeners fell too far behind to hear
+        self.drops_said_at = 0.0  # monotonic time before which drops go unsaid
         self.notifying = False  # a _Notice is queued or delivering
         self.unknown: set[str] = set()  # excluded names already warned about
 
@@ -1370,8 +1387,11 @@ class _Monitor:
                 self.running -= 1  # its worker is free for a queued run
                 if self.backlog:
                     then.tasks = self._admit_queued()
-            else:
+            else:  # late: its outcome no longer says it is still running
                 run.move(_DONE)
+                outcome = run.outcome  # type: ignore[assignment]
+                reason = str(outcome.reason).removesuffix(_STILL_RUNNING)
+                run.outcome = outcome._replace(reason=reason)
             self._ended(run, now, late, then)
         self.carry_out(app, then)
 
@@ -1386,7 +1406,7 @@ class _Monitor:
                 self._ended(run, time.monotonic(), True, then)
             elif run.state is _RUNNING:
                 then = _Then()
-                self._settle(run, _timed_out(run), None, _LATE, then)
+                self._settle(run, _timed_out(run, _STILL_RUNNING), None, _LATE, then)
                 self.running -= 1  # its worker is free for a queued run
                 if self.backlog:
                     then.tasks = self._admit_queued()
@@ -1509,25 +1529,28 @@ class _Monitor:
         if not outcome.ok:
             return self._failure_line(run, outcome, old)
         if not every and outcome.status == "OK" and old not in (None, "OK"):
-            return (logging.INFO, "Check %r passes again.", key)
+            return (
+                logging.INFO,
+                "Check %r of %s passes again.",
+                key,
+                self.settings.url,
+            )
         return None
 
     def _failure_line(
         self, run: _Run, outcome: _Outcome, old: str | None
     ) -> tuple[Any, ...] | None:
         key, new, every = run.field.key, outcome.status, self.logs_every_failure
-        reason = str(outcome.reason)
-        if run.state is _LATE:
-            reason += "; it has not returned yet"
+        url, reason = self.settings.url, outcome.reason
         if new == "OK":  # tolerated: fewer than fail_after failures in a row
             if not every:
                 return None
-            message = "Check %r failed, tolerated (%d in a row): %s"
-            return (logging.INFO, message, key, outcome.failures, reason)
+            message = "Check %r of %s failed, tolerated (%d in a row): %s"
+            return (logging.INFO, message, key, url, outcome.failures, reason)
         if not every and old == new:
             return None
         level = logging.ERROR if run.field.critical else logging.WARNING
-        return (level, "Check %r failed: %s", key, reason)
+        return (level, "Check %r of %s failed: %s", key, url, reason)
 
     def _queue(self, changes: list[StatusChange]) -> bool:
         """Queue changes for the listeners, in order; whether a task must be
@@ -1538,6 +1561,22 @@ class _Monitor:
             return False
         self.notifying = True
         return True
+
+    def next_notice(self) -> tuple[StatusChange | None, int] | None:
+        """Transition: the listeners' task asks what to do next. Returns the
+        next change to deliver, if any, and how many were dropped since it
+        last said so, said at most once in ``_SAY_DROPS_EVERY`` seconds and
+        once more when the queue is empty; None when it is done."""
+        with self.lock:
+            change = self.changes.popleft() if self.changes else None
+            now, dropped = time.monotonic(), 0
+            if self.dropped and (change is None or now >= self.drops_said_at):
+                dropped, self.dropped = self.dropped, 0
+                self.drops_said_at = now + _SAY_DROPS_EVERY
+            if change is None and not dropped:
+                self.notifying = False
+                return None
+            return change, dropped
 
     def due(self, app: Flask, after: _Run) -> None:
         """Transition: the scheduled run that follows ``after`` is due,
@@ -1653,18 +1692,14 @@ class _Notice:
 
     def execute(self, app: Flask) -> bool:
         monitor = self.monitor
-        while True:
-            with monitor.lock:
-                dropped, monitor.dropped = monitor.dropped, 0
-                if not monitor.changes and not dropped:
-                    monitor.notifying = False
-                    return True
-                change = monitor.changes.popleft() if monitor.changes else None
+        while (notice := monitor.next_notice()) is not None:
+            change, dropped = notice
             if dropped:
                 message = "%d status changes were dropped: the listeners fell behind."
                 _emit(app, logging.WARNING, message, dropped, error=None)
             if change is not None:
-                _tell(app, monitor.status._listeners, change)
+                _tell(app, monitor, change)
+        return True
 
     def abandon(self, app: Flask, reason: str) -> None:
         with self.monitor.lock:
@@ -1673,15 +1708,15 @@ class _Notice:
         _emit(app, logging.ERROR, message, reason, error=None)
 
 
-def _tell(
-    app: Flask, listeners: Iterable[Callable[[StatusChange], Any]], change: StatusChange
-) -> None:
-    for listener in listeners:
+def _tell(app: Flask, monitor: _Monitor, change: StatusChange) -> None:
+    """Call each of the monitor's listeners with ``change``."""
+    for listener in monitor.status._listeners:
         try:
             listener(change)
         except BaseException as error:  # SystemExit too: the others still run
-            message = "The status listener %r failed on %r."
-            _emit(app, logging.ERROR, message, listener, change, error=error)
+            message = "The status listener %r of %s failed on %r."
+            url = monitor.settings.url
+            _emit(app, logging.ERROR, message, listener, url, change, error=error)
 
 
 class _Call:

@@ -89,7 +89,7 @@ def test_real_process_with_a_hung_check_exits_on_time(tmp_path: Path) -> None:
         1,
         '/api/status {"status":"FAIL","hung":false,"fine":true}\n',
     )
-    assert "Check 'hung' failed: timed out after 0.3 s" in result.stderr
+    assert "Check 'hung' of /api/status failed: timed out after 0.3 s" in result.stderr
     assert elapsed < 10  # a joined pool would wait for the hung check forever
 
 

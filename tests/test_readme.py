@@ -93,7 +93,7 @@ def test_each_quoted_reason_is_the_one_shown(
         "ValueError",
         "sqlite3.OperationalError: no such table: missing",
         "sqlite3.OperationalError: unable to open database file",
-        "timed out after 0.8 s",
+        "timed out after 0.8 s; still running",
         "returned False",
         "returned a bytes object that JSON cannot encode",
     }
@@ -114,5 +114,5 @@ def test_the_quoted_recovery_line_is_the_one_logged(
     with caplog.at_level(logging.INFO, logger=app.name):
         client.get("/api/status")
     [line] = [r.getMessage() for r in logged(app, caplog) if r.levelno == logging.INFO]
-    assert line == "Check 'db' passes again."
+    assert line == "Check 'db' of /api/status passes again."
     assert f"`{line}`" in README
