@@ -441,8 +441,8 @@ class FlaskStatus:
 
             @status.details_when
             def is_operator():
-                token = request.headers.get("X-Operator-Token")
-                return token == current_app.config["OPS_TOKEN"]
+                sent = request.headers.get("Authorization", "")
+                return sent == f"Bearer {current_app.config['OPS_TOKEN']}"
         """
         if not callable(predicate):
             raise TypeError(
@@ -549,9 +549,15 @@ def _new_key(key: object, fields: dict[str, _Field]) -> None:
     """Refuse a field key that is no string, empty, reserved or taken."""
     if not isinstance(key, str):
         raise TypeError(f"A field key must be a string, not {key!r}.")
-    if not key or key in _RESERVED:
+    if not key:
         raise ValueError(
-            f"The field key {key!r} is empty or reserved; choose another key."
+            f"The field key {key!r} is empty; give the field a name, such as"
+            " 'database'."
+        )
+    if key in _RESERVED:
+        raise ValueError(
+            f"The field key {key!r} is reserved: the status endpoint writes it"
+            " itself; choose another key."
         )
     if key in fields:
         raise ValueError(
@@ -2099,7 +2105,8 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
     """Run the app's status checks once and print each endpoint's payload.
 
     Exits 0 when every endpoint is OK or WARN, and 1 when one is FAIL, so that
-    a container can use: HEALTHCHECK CMD flask --app main status
+    a container can use: HEALTHCHECK CMD flask --app main status || exit 1
+    (a usage error exits 2, which Docker reserves: || exit 1 makes it 1).
     """
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     served = _served(app, url)
