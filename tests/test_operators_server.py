@@ -7,14 +7,13 @@ from __future__ import annotations
 import http.client
 import os
 import sqlite3
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import gunicorn_command
 from conftest import Start
 from conftest import free_port
+from conftest import gunicorn_command
 from conftest import http_get
 
 APP = textwrap.dedent(
