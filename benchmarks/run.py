@@ -294,9 +294,8 @@ app = module.build_served_app()
 def no_control_socket() -> list[str]:
     """``--no-control-socket`` where gunicorn has it (newer releases), which
     otherwise writes its socket to ``~/.gunicorn``, outside the clone."""
-    from gunicorn.config import KNOWN_SETTINGS
-
-    names = {s.name for s in KNOWN_SETTINGS}
+    settings = importlib.import_module("gunicorn.config").KNOWN_SETTINGS
+    names = {s.name for s in settings}
     return ["--no-control-socket"] if "control_socket_disable" in names else []
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib
 import logging
 import os
 import re
@@ -224,10 +225,9 @@ def gunicorn_command(folder: Path) -> list[str]:
     ``$XDG_RUNTIME_DIR`` or ``~/.gunicorn``, outside the clone and the
     temporary folder: every test turns it off where gunicorn has it.
     """
-    from gunicorn.config import KNOWN_SETTINGS
-
+    settings = importlib.import_module("gunicorn.config").KNOWN_SETTINGS
     command = [sys.executable, "-m", "gunicorn", "--chdir", str(folder)]
-    if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS):
+    if any(s.name == "control_socket_disable" for s in settings):
         command.append("--no-control-socket")
     return command
 
