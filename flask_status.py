@@ -2104,9 +2104,11 @@ _quiet_access = _QuietAccess()
 def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
     """Run the app's status checks once and print each endpoint's payload.
 
-    Exits 0 when every endpoint is OK or WARN, and 1 when one is FAIL, so that
-    a container can use: HEALTHCHECK CMD flask --app main status || exit 1
-    (a usage error exits 2, which Docker reserves: || exit 1 makes it 1).
+    Exits 0 when every endpoint is OK or WARN, and 1 when one is FAIL. A usage
+    error exits 2, which Docker reserves, so a Dockerfile maps it to 1:
+
+    \b
+        HEALTHCHECK CMD flask --app main status || exit 1
     """
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     served = _served(app, url)
