@@ -61,15 +61,16 @@ class Example:
         return self.where
 
 
-def page_examples() -> list[Example]:
+def page_examples(pages: list[Path] = PAGES) -> list[Example]:
     """Each ```python block of the README and the docs' pages."""
     found = []
-    for page in PAGES:
+    for page in pages:
         text = page.read_text()
         for match in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M):
             line = text.count("\n", 0, match.start()) + 1
             before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
-            where = f"{page.relative_to(ROOT)}:{line}"
+            base = ROOT if page.is_relative_to(ROOT) else page.parent.parent
+            where = f"{page.relative_to(base)}:{line}"
             found.append(Example(where, match.group(1), before.startswith(NOT_RUN)))
     return found
 
@@ -229,3 +230,17 @@ def test_the_api_page_documents_everything_exported() -> None:
     api = (ROOT / "docs" / "api.rst").read_text()
     entries = re.findall(r"^\.\. auto(?:class|function):: (\w+)$", api, re.M)
     assert sorted(entries) == sorted(flask_status.__all__)
+
+
+def test_a_mark_keeps_only_the_example_after_it_from_running(tmp_path: Path) -> None:
+    page = tmp_path / "docs" / "page.md"
+    page.parent.mkdir()
+    page.write_text(
+        "<!-- not run: it needs a real Redis -->\n```python\nredis.ping()\n```\n"
+        "\n```python\nFlaskStatus(app)\n```\n"
+    )
+    found = page_examples([page])
+    assert [(e.where, e.marked) for e in found] == [
+        ("docs/page.md:2", True),
+        ("docs/page.md:6", False),
+    ]
