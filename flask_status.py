@@ -272,6 +272,8 @@ class FlaskStatus:
         .. code-block:: python
 
             status = FlaskStatus(app)  # /api/status: every field
+            status.add_field("database", check_database)
+            status.add_field("billing", check_billing)
             status.group("/livez", include=[])  # no checks at all
             status.group("/readyz", exclude=["billing"], public=True)
         """
@@ -514,8 +516,8 @@ class FlaskStatus:
 
             @status.details_when
             def is_operator():
-                token = request.headers.get("X-Operator-Token")
-                return token == current_app.config["OPS_TOKEN"]
+                sent = request.headers.get("Authorization", "")
+                return sent == f"Bearer {current_app.config['OPS_TOKEN']}"
         """
         if not callable(predicate):
             raise TypeError(
@@ -709,9 +711,15 @@ def _new_key(key: object, fields: dict[str, _Field]) -> None:
     """Refuse a field key that is no string, empty, reserved or taken."""
     if not isinstance(key, str):
         raise TypeError(f"A field key must be a string, not {key!r}.")
-    if not key or key in _RESERVED:
+    if not key:
         raise ValueError(
-            f"The field key {key!r} is empty or reserved; choose another key."
+            f"The field key {key!r} is empty; give the field a name, such as"
+            " 'database'."
+        )
+    if key in _RESERVED:
+        raise ValueError(
+            f"The field key {key!r} is reserved: the status endpoint writes it"
+            " itself; choose another key."
         )
     if key in fields:
         raise ValueError(
@@ -2432,8 +2440,11 @@ _quiet_access = _QuietAccess()
 def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
     """Run the app's status checks once and print each endpoint's payload.
 
-    Exits 0 when every endpoint is OK or WARN, and 1 when one is FAIL, so that
-    a container can use: HEALTHCHECK CMD flask --app main status
+    Exits 0 when every endpoint is OK or WARN, and 1 when one is FAIL. A usage
+    error exits 2, which Docker reserves, so a Dockerfile maps it to 1:
+
+    \b
+        HEALTHCHECK CMD flask --app main status || exit 1
     """
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     targets = _targets(app, url)

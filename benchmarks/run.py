@@ -329,6 +329,14 @@ app = module.build_served_app()
 """
 
 
+def no_control_socket() -> list[str]:
+    """``--no-control-socket`` where gunicorn has it (newer releases), which
+    otherwise writes its socket to ``~/.gunicorn``, outside the clone."""
+    settings = importlib.import_module("gunicorn.config").KNOWN_SETTINGS
+    names = {s.name for s in settings}
+    return ["--no-control-socket"] if "control_socket_disable" in names else []
+
+
 class Gunicorn:
     """gunicorn serving ``build_served_app()`` on 127.0.0.1: one gthread
     worker with 8 threads, at a free port, stopped by its PID."""
@@ -340,6 +348,7 @@ class Gunicorn:
             self.port = int(sock.getsockname()[1])
         self._log = folder / "gunicorn.log"
         command = [sys.executable, "-m", "gunicorn", "--chdir", str(folder)]
+        command += no_control_socket()
         command += ["--bind", f"127.0.0.1:{self.port}", "--workers", "1"]
         command += ["--worker-class", "gthread", "--threads", "8"]
         with self._log.open("wb") as log:

@@ -178,3 +178,14 @@ def test_the_readme_forms_for_an_installed_package(tmp_path: Path) -> None:
         0,
         '/readyz {"status":"OK","db":true}\n',
     )
+
+
+def test_help_gives_the_healthcheck_the_readme_gives(app: Flask) -> None:
+    """Docker reserves exit status 2, which a usage error gives: both say
+    ``|| exit 1``."""
+    FlaskStatus(app)
+    result = app.test_cli_runner().invoke(args=["status", "--help"])
+    line = "HEALTHCHECK CMD flask --app main status || exit 1"
+    assert f"    {line}\n" in result.output  # on a line of its own, to copy
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert line in readme
