@@ -242,17 +242,22 @@ def clients(
     return durations
 
 
-def storm(seconds: float, cache: float) -> tuple[int, int]:
-    """16 clients against one 20 ms check: (requests answered, check runs)."""
-    app = Flask(__name__)
-    runs = [0]
+def counted(runs: list[int]) -> Callable[[], bool]:
+    """A check that takes 20 ms and counts its runs in ``runs[0]``."""
 
     def check() -> bool:
         runs[0] += 1
         time.sleep(0.02)
         return True
 
-    FlaskStatus(app, cache=cache).add_field("db", check)
+    return check
+
+
+def storm(seconds: float, cache: float) -> tuple[int, int]:
+    """16 clients against one 20 ms check: (requests answered, check runs)."""
+    app = Flask(__name__)
+    runs = [0]
+    FlaskStatus(app, cache=cache).add_field("db", counted(runs))
     return len(clients(app, "/api/status", 16, seconds=seconds)), runs[0]
 
 
@@ -263,12 +268,7 @@ def probe_rounds(rounds: int, groups: bool) -> float:
     each, as before groups."""
     app = Flask(__name__)
     runs = [0]
-
-    def check() -> bool:
-        runs[0] += 1
-        time.sleep(0.02)
-        return True
-
+    check = counted(runs)
     urls = ("/api/status", "/readyz", "/livez")
     if groups:
         status = FlaskStatus(app)

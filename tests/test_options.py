@@ -34,6 +34,22 @@ from flask_status import FlaskStatus
             TypeError,
             "The critical option must be True or False, not 'yes'.",
         ),
+        ({"fail_after": 0}, ValueError, "The fail_after option 0 must be 1 or more."),
+        (
+            {"recover_after": True},
+            TypeError,
+            "The recover_after option must be an int, not True.",
+        ),
+        (
+            {"fail_after": 2.0},
+            TypeError,
+            "The fail_after option must be an int, not 2.0.",
+        ),
+        (
+            {"recover_after": "2"},
+            TypeError,
+            "The recover_after option must be an int, not '2'.",
+        ),
     ],
 )
 def test_bad_check_options(

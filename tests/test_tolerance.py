@@ -217,35 +217,3 @@ def test_the_field_overrides_the_endpoint(app: Flask) -> None:
     db.result = False
     assert get(client) == (503, {"status": "FAIL", "db": False, "cache": False})
     assert entry(app, "cache")["status"] == "pass"  # 2 of 5 failures
-
-
-@pytest.mark.parametrize(
-    ("options", "kind", "text"),
-    [
-        ({"fail_after": 0}, ValueError, "The fail_after option 0 must be 1 or more."),
-        (
-            {"recover_after": True},
-            TypeError,
-            "The recover_after option must be an int, not True.",
-        ),
-        (
-            {"fail_after": 2.0},
-            TypeError,
-            "The fail_after option must be an int, not 2.0.",
-        ),
-        (
-            {"recover_after": "2"},
-            TypeError,
-            "The recover_after option must be an int, not '2'.",
-        ),
-    ],
-)
-def test_bad_tolerance_is_refused(
-    app: Flask, options: dict[str, Any], kind: type[Exception], text: str
-) -> None:
-    with pytest.raises(kind) as error:
-        FlaskStatus(app).add_field("db", lambda: True, **options)
-    assert str(error.value) == text
-    with pytest.raises(kind) as error:
-        FlaskStatus(**options)
-    assert str(error.value) == text
