@@ -133,6 +133,7 @@ def test_a_scheduled_check_counts_its_scheduled_runs(app: Flask) -> None:
     db.result = False
     wait_for(lambda: get(client)[0] == 503, "three scheduled failures")
     assert db.calls >= 4
+    wait_for(lambda: len(heard) == 4, "the listener to hear the failure")
     assert [(c.check, c.new) for c in heard] == [
         ("db", "OK"),
         (None, "OK"),
