@@ -46,7 +46,9 @@ import math
 import os
 import threading
 import time
+import urllib.parse
 import weakref
+from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -214,7 +216,8 @@ class FlaskStatus:
                 " FlaskStatus to serve a second URL."
             )
         settings = _Settings(*[self._setting(app, s) for s in _SETTINGS])
-        groups = [_Group(settings.url), *self._groups.values()]
+        monitor = _Monitor(self, settings)
+        groups = monitor.groups()
         rules = _rules(app)
         for group in groups:  # each refused before any is routed
             what = "this FlaskStatus" if group is groups[0] else "the group"
@@ -224,7 +227,7 @@ class FlaskStatus:
             self._add_routes(app, settings.per_check, group)
         if "status" not in app.cli.commands:  # the app's own command stays
             app.cli.add_command(_status_command)
-        self._apps[app] = monitor = _Monitor(self, settings)
+        self._apps[app] = monitor
         _MONITORS.add(monitor)
         _quiet_access.watch(monitor)
 
@@ -289,6 +292,7 @@ class FlaskStatus:
             )
         served = list(self._apps.items())
         for app, monitor in served:  # each refused before any is routed
+            _refuse_late(app, group.url)
             per_check = monitor.settings.per_check
             _refuse_taken(app, _rules(app), group.url, per_check, "the group")
         for app, monitor in served:
@@ -582,18 +586,23 @@ class FlaskStatus:
         shown = None
         try:
             shown = self._details()  # type: ignore[misc]
-            if inspect.iscoroutine(shown):
-                shown = asyncio.run(shown)
+            if inspect.isawaitable(shown):  # a Future too: never truthy unread
+                shown = asyncio.run(_awaited(shown))
             return bool(shown)
         except BaseException as error:
             if inspect.iscoroutine(shown):
                 shown.close()  # never awaited: say nothing more of it
-            message = "The details predicate %r raised."
-            _emit(app, logging.ERROR, message, self._details, error=error)
+            message = "The details predicate %r of %s raised."
+            url = self._routes[request.endpoint].url
+            _emit(app, logging.ERROR, message, self._details, url, error=error)
             return False
 
 
-# -- settings: each with its default and the validator beside it --------------
+async def _awaited(value: Awaitable[T]) -> T:
+    return await value
+
+
+# -- settings and routes: each setting's validator, and the URLs a route takes -
 
 
 Rules = list[tuple[str, str]]  # each rule of an app, with its endpoint
@@ -605,11 +614,20 @@ def _rules(app: Flask) -> Rules:
 
 def _planned(url: str, per_check: bool) -> Rules:
     """The rules that serve a status URL: it, and ``<url>/<key>``."""
-    rules = [(url, f"status:{url}")]
+    rules = [(url, _endpoint(url))]
     if per_check:
-        each = f"{url.rstrip('/')}/<key>"
-        rules.append((each, f"status:{each}"))
+        rules.append((_each(url), _endpoint(_each(url))))
     return rules
+
+
+def _endpoint(rule: str) -> str:
+    """The Flask endpoint of a status rule: ``url_for("status:/readyz")``."""
+    return f"status:{rule}"
+
+
+def _each(url: str) -> str:
+    """The per-check rule below ``url``."""
+    return f"{url.rstrip('/')}/<key>"
 
 
 def _refuse_taken(
@@ -636,6 +654,16 @@ def _refuse_taken(
             )
 
 
+def _refuse_late(app: Flask, url: str) -> None:
+    """Refuse a route on an app that has served, as Flask does."""
+    if getattr(app, "_got_first_request", False):
+        raise RuntimeError(
+            f"{app!r} has served a request already, so it takes no new route"
+            f" such as {url!r}; add the group before the app serves, where you"
+            " add its fields."
+        )
+
+
 def _answers(rule: str, url: str) -> bool:
     """Whether the per-check ``rule`` (``<prefix>/<key>``) answers ``url``."""
     return rule.endswith("/<key>") and _below(url, rule[: -len("<key>")])
@@ -659,13 +687,18 @@ def _selection(
 
 
 def _field_keys(names: object, option: str, fields: dict[str, _Field]) -> list[str]:
-    if isinstance(names, str) or not isinstance(names, Iterable):
+    if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
         raise TypeError(
             f"The {option} option must be a list of field keys, not {names!r};"
             f" write {option}=[{names!r}] for one."
         )
     keys = list(names)
     for key in keys:
+        if not isinstance(key, str):
+            raise TypeError(
+                f"{key!r} in the {option} option is no field key; give the"
+                " fields' keys, which are strings."
+            )
         if key not in fields:
             raise ValueError(
                 f"{key!r} in the {option} option is no field of this FlaskStatus"
@@ -701,6 +734,7 @@ def _url(value: object, what: str) -> str:
             " as those very characters; write the path unescaped, such as"
             " '/api/status'."
         )
+    _json_value(what, value)  # a lone surrogate could never be routed
     return value if value.startswith("/") else f"/{value}"
 
 
@@ -731,6 +765,7 @@ def _new_key(key: object, fields: dict[str, _Field]) -> None:
 
 def _message(value: object, what: str) -> dict[str, Any]:
     if isinstance(value, str):
+        _json_value(what, value)
         return {"message": value}
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise TypeError(
@@ -1000,7 +1035,8 @@ class _Report(NamedTuple):
 
 class _Latch:
     """What one request waits on: it opens when every run the request waits
-    for has settled and logged.
+    for has settled and, if its call returned, logged (a run given up at its
+    deadline leaves its line to a worker).
 
     ``pending`` is raised only while the monitor's lock is held, by the
     request that made the latch, before any run it waits for can count it
@@ -1212,7 +1248,8 @@ _UNKNOWN_NAMES = 64  # excluded names not served, warned about once each
 class _Monitor:
     """What one FlaskStatus watches on one app: its settings, the latest
     run of each check, each check's status, and the changes its listeners
-    have yet to hear. It never refers to the app: whoever has it passes it.
+    have yet to hear. It holds an app only while a run of it waits in the
+    backlog; otherwise whoever has the app passes it.
 
     The transitions are :meth:`_join` (a request joins runs, or starts
     them), :meth:`finish` (a call returned), :meth:`expire` (a deadline
@@ -1392,9 +1429,6 @@ class _Monitor:
                 if late:
                     outcome, error = _timed_out(run), None
                 self._settle(run, outcome, error, _DONE, then)
-                self.running -= 1  # its worker is free for a queued run
-                if self.backlog:
-                    then.tasks = self._admit_queued()
             else:  # late: its outcome no longer says it is still running
                 run.move(_DONE)
                 outcome = run.outcome  # type: ignore[assignment]
@@ -1415,9 +1449,6 @@ class _Monitor:
             elif run.state is _RUNNING:
                 then = _Then()
                 self._settle(run, _timed_out(run, _STILL_RUNNING), None, _LATE, then)
-                self.running -= 1  # its worker is free for a queued run
-                if self.backlog:
-                    then.tasks = self._admit_queued()
                 then.spread = True  # its task may still wait in the pool's queue
             else:
                 return run.outcome  # type: ignore[return-value]
@@ -1435,9 +1466,13 @@ class _Monitor:
     ) -> None:
         """Move ``run`` to ``state`` with its outcome; decide what to log
         and whom to tell, and detach the latches of the requests waiting."""
+        if run.state is _RUNNING:  # its worker is free, for a queued run if any
+            self.running -= 1
+            if self.backlog:
+                then.tasks = self._admit_queued()
         run.move(state)
-        old = self._streak(run.field.key).status
-        run.outcome = outcome = self._judge(run.field, outcome)
+        outcome, old = self._judge(run.field, outcome)
+        run.outcome = outcome
         changes = self._changes(run.field.key, old, outcome)
         if changes:
             then.notify = self._queue(changes)
@@ -1471,18 +1506,20 @@ class _Monitor:
             streak = self.streaks[key] = _Streak()
         return streak
 
-    def _judge(self, field: _Field, outcome: _Outcome) -> _Outcome:
+    def _judge(self, field: _Field, outcome: _Outcome) -> tuple[_Outcome, str | None]:
         """Count a run into its check's streak: its outcome, with the
-        check's status as ``fail_after`` and ``recover_after`` judge it."""
+        check's status as ``fail_after`` and ``recover_after`` judge it, and
+        the status before."""
         streak = self._streak(field.key)
         settings = self.settings
-        streak.count(
+        old = streak.count(
             outcome,
             "FAIL" if field.critical else "WARN",
             field.fail_after or settings.fail_after,
             field.recover_after or settings.recover_after,
         )
-        return _Outcome(*outcome[:5], str(streak.status), streak.since, streak.failures)
+        judged = (str(streak.status), streak.since, streak.failures)
+        return _Outcome(*outcome[:5], *judged), old
 
     def _changes(
         self, key: str, old: str | None, outcome: _Outcome
@@ -1629,10 +1666,11 @@ class _Monitor:
         """The field keys named by ``?exclude=`` values; a name that is no
         field is logged, once."""
         names = _names(values)
-        unknown = sorted(names.difference(self.status._fields) - self.unknown)
-        unknown = unknown[: max(0, _UNKNOWN_NAMES - len(self.unknown))]
-        if unknown:
+        with self.lock:  # each name is warned about once, whoever asks
+            unknown = sorted(names.difference(self.status._fields) - self.unknown)
+            unknown = unknown[: max(0, _UNKNOWN_NAMES - len(self.unknown))]
             self.unknown.update(unknown)
+        if unknown:
             message = "Cannot exclude %s from %s: there is no such field."
             shown = ", ".join(map(repr, unknown))
             _emit(app, logging.WARNING, message, shown, url, error=None)
@@ -1653,8 +1691,9 @@ class _Monitor:
 
 class _OneShot(_Monitor):
     """The monitor of one ``flask status`` command: each check runs once,
-    fresh, with no schedule, history or listeners, and every failure is
-    logged in the command's thread, which exits once it has printed."""
+    fresh, for every URL of the instance, with no schedule, history or
+    listeners; every failure is logged before the command prints (a timeout
+    by the command's own thread, which exits once it has printed)."""
 
     defers_late_logs = False
 
@@ -1668,10 +1707,10 @@ class _OneShot(_Monitor):
     def _ended(self, run: _Run, now: float, late: bool, then: _Then) -> None:
         run.expires = math.inf  # every URL of the command reads this run
 
-    def _judge(self, field: _Field, outcome: _Outcome) -> _Outcome:
+    def _judge(self, field: _Field, outcome: _Outcome) -> tuple[_Outcome, str | None]:
         """The run alone: no tolerance, no streak."""
         status = "OK" if outcome.ok else "FAIL" if field.critical else "WARN"
-        return _Outcome(*outcome[:5], status, outcome.at, int(not outcome.ok))
+        return _Outcome(*outcome[:5], status, outcome.at, int(not outcome.ok)), None
 
     def _changes(
         self, key: str, old: str | None, outcome: _Outcome
@@ -1703,8 +1742,9 @@ class _Notice:
         while (notice := monitor.next_notice()) is not None:
             change, dropped = notice
             if dropped:
-                message = "%d status changes were dropped: the listeners fell behind."
-                _emit(app, logging.WARNING, message, dropped, error=None)
+                url = monitor.settings.url
+                message = "%d status changes of %s were dropped: listeners fell behind."
+                _emit(app, logging.WARNING, message, dropped, url, error=None)
             if change is not None:
                 _tell(app, monitor, change)
         return True
@@ -1712,8 +1752,9 @@ class _Notice:
     def abandon(self, app: Flask, reason: str) -> None:
         with self.monitor.lock:
             self.monitor.notifying = False
-        message = "Status changes were not delivered: %s"
-        _emit(app, logging.ERROR, message, reason, error=None)
+        message = "Status changes of %s were not delivered: %s"
+        url = self.monitor.settings.url
+        _emit(app, logging.ERROR, message, url, reason, error=None)
 
 
 def _tell(app: Flask, monitor: _Monitor, change: StatusChange) -> None:
@@ -2260,7 +2301,7 @@ def _refresh() -> int | None:
     if not (
         value.isascii()
         and value.isdigit()
-        and len(value) < 5
+        and len(value) <= 10  # leading zeros, but no endless number
         and 1 <= int(value) <= 3600
     ):
         abort(
@@ -2345,7 +2386,7 @@ def _negotiate(args: Mapping[str, str] | None, pages: bool) -> str:
             formats = ", ".join(_FORMATS)
             abort(400, f"Unknown format {name!r}; use one of: {formats}.")
     else:
-        accept = request.environ.get("HTTP_ACCEPT", "")
+        accept = request.environ.get("HTTP_ACCEPT", "").lower()
         pages = pages and "html" in accept
         name = "json"
         if pages or "health+json" in accept:
@@ -2386,6 +2427,8 @@ class _QuietAccess(logging.Filter):
         if not code.startswith("2") or " " not in line:
             return True
         path = line.split(" ", 1)[1].rsplit(" ", 1)[0].partition("?")[0]
+        if "%" in path:  # logged as sent: /sant%C3%A9 for /santé
+            path = urllib.parse.unquote(path)
         for ref in self.watched:
             endpoint = ref()
             if endpoint is not None and _quiet(path, endpoint):
@@ -2483,7 +2526,7 @@ class _Target(NamedTuple):
 def _targets(app: Flask, url: str | None) -> dict[str, _Target]:
     """What ``flask status`` runs: every URL, or the one at ``--url``."""
     served: dict[str, FlaskStatus] = app.extensions["status"]
-    every = {u: _Target(st, st._routes[f"status:{u}"]) for u, st in served.items()}
+    every = {u: _Target(st, st._routes[_endpoint(u)]) for u, st in served.items()}
     if url is None:
         return every
     try:
@@ -2506,7 +2549,7 @@ def _per_check_target(
     """The field of the per-check route that answers ``url``, if any."""
     parent, _, key = url.rpartition("/")
     parent = parent or "/"
-    endpoint = f"status:{parent.rstrip('/')}/<key>"
+    endpoint = _endpoint(_each(parent))
     status = served.get(parent)
     if status is None or endpoint not in app.view_functions:
         return None

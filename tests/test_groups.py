@@ -4,9 +4,11 @@ URLs that cannot be served."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import threading
+import types
 from pathlib import Path
 from typing import Any
 from typing import Callable
@@ -423,7 +425,7 @@ def test_a_predicate_that_raises_anything_shows_nothing(
     status.details_when(operator)
     assert get(app.test_client()) == (200, {"status": "OK"})
     assert [r.getMessage() for r in logged(app, caplog)] == [
-        f"The details predicate {operator!r} raised."
+        f"The details predicate {operator!r} of /api/status raised."
     ]
 
 
@@ -522,3 +524,58 @@ def test_one_instance_serves_three_probes_from_one_run_per_round(
         ["/api/status", "database", "OK"],
     ]
     assert changes[2:] == [["/api/status", None, "OK"], ["/readyz", None, "OK"]]
+
+
+def test_a_group_is_refused_whole_once_an_app_has_served() -> None:
+    status = FlaskStatus()
+    status.add_field("db", lambda: True)
+    first, second = Flask("first"), Flask("second")
+    status.init_app(first)
+    status.init_app(second)
+    assert get(second.test_client())[0] == 200  # second has served
+    with pytest.raises(RuntimeError) as error:
+        status.group("/livez", include=[])
+    assert str(error.value) == (
+        "<Flask 'second'> has served a request already, so it takes no new route"
+        " such as '/livez'; add the group before the app serves, where you add"
+        " its fields."
+    )
+    assert first.test_client().get("/livez").status_code == 404  # nowhere
+    third = Flask("third")
+    status.init_app(third)
+    assert third.test_client().get("/livez").status_code == 404
+
+
+def test_a_url_that_cannot_be_utf_8_is_refused_before_any_route() -> None:
+    status = FlaskStatus()
+    with pytest.raises(ValueError) as error:
+        status.group("/x\udc80")
+    assert str(error.value).startswith(
+        "The group URL '/x\\udc80' has text that cannot be encoded as UTF-8"
+    )
+    app = Flask("app")
+    status.init_app(app)
+    assert get(app.test_client()) == (200, {"status": "OK"})
+
+
+@pytest.mark.parametrize("kind", ["generator-based coroutine", "future"])
+def test_a_predicate_returning_any_awaitable_shows_no_details_unless_true(
+    app: Flask, kind: str
+) -> None:
+    status = FlaskStatus(app)
+    status.add_field("database", lambda: True)
+
+    @types.coroutine
+    def later() -> Any:
+        yield
+        return False
+
+    def operator() -> Any:
+        if kind == "future":
+            future = asyncio.get_event_loop_policy().new_event_loop().create_future()
+            future.set_result(False)
+            return future
+        return later()
+
+    status.details_when(operator)
+    assert get(app.test_client()) == (200, {"status": "OK"})

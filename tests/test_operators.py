@@ -377,7 +377,7 @@ def test_a_raising_predicate_is_logged_and_hides_details(
     [record] = logged(app, caplog)
     assert (record.levelname, record.getMessage()) == (
         "ERROR",
-        f"The details predicate {broken!r} raised.",
+        f"The details predicate {broken!r} of /readyz raised.",
     )
     assert record.exc_info is not None and record.exc_info[0] is KeyError
 

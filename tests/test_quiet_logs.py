@@ -177,3 +177,24 @@ def test_the_filter_is_installed_once_per_logger() -> None:
     status.init_app(second)  # the same instance on another app
     FlaskStatus(first, url="/b", quiet_access_log=True)  # another instance
     assert [list(logger.filters) for logger in loggers] == installed
+
+
+def test_a_url_that_is_not_ascii_is_quiet_as_it_is_logged(app: Flask) -> None:
+    """Servers log the path as the client sent it, percent-encoded."""
+    FlaskStatus(app, url="/santé", quiet_access_log=True)
+
+    def kept(line: str, code: str) -> bool:
+        record = logging.LogRecord(
+            "werkzeug",
+            logging.INFO,
+            __file__,
+            1,
+            '127.0.0.1 - - [02/Dec/2026 08:00:00] "%s" %s %s',
+            (line, code, "-"),
+            None,
+        )
+        return bool(logging.getLogger("werkzeug").filter(record))
+
+    assert not kept("GET /sant%C3%A9 HTTP/1.1", "200")
+    assert kept("GET /sant%C3%A9 HTTP/1.1", "503")
+    assert kept("GET /other HTTP/1.1", "200")

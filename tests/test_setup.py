@@ -489,3 +489,13 @@ def test_a_key_that_cannot_be_utf_8_is_refused(app: Flask) -> None:
     assert str(error.value).startswith(
         "The status message {'note': '\\udc80'} has text that cannot be encoded"
     )
+
+
+def test_a_message_string_that_cannot_be_utf_8_is_refused() -> None:
+    with pytest.raises(ValueError) as error:
+        FlaskStatus(message="up \udc80")
+    assert str(error.value) == (
+        "The status message 'up \\udc80' has text that cannot be encoded as UTF-8"
+        " (a lone surrogate), as every response must be; decode it with"
+        " errors='replace' first."
+    )
