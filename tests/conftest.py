@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import os
@@ -311,46 +312,64 @@ class Postgres(NamedTuple):
     process: subprocess.Popen[bytes]
 
 
-@pytest.fixture
-def postgres(start: Start, tmp_path: Path) -> Iterator[Postgres]:
-    """A PostgreSQL server of its own, user postgres with ``PASSWORD``: its
-    process, and a SQLAlchemy URL (psycopg) whose connections are named
-    ``probe`` in pg_stat_activity. PostgreSQL refuses to run as root: then
-    it runs as the postgres user, in a temporary folder of its own (pytest's
-    are root's alone), removed afterwards."""
+def as_postgres() -> list[str]:
+    """What runs a command as the postgres user when the tests run as root,
+    which PostgreSQL refuses: setpriv execs it, so its PID is the program's
+    own."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+
+
+@contextlib.contextmanager
+def postgres_folder(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path``; as root, a temporary folder of the postgres user's
+    instead (pytest's are root's alone), removed afterwards."""
+    if not as_postgres():
+        yield tmp_path
+        return
+    home = Path(tempfile.mkdtemp(prefix="flask-status-pg-"))
+    try:
+        shutil.chown(home, "postgres")
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A database cluster made once by initdb, user postgres with
+    ``PASSWORD``; each server runs on a copy."""
     pytest.importorskip("psycopg")
     programs = postgres_bin()
-    as_root = os.geteuid() == 0
-    home = Path(tempfile.mkdtemp(prefix="flask-status-pg-")) if as_root else tmp_path
-    # setpriv execs the program as postgres: its PID is the server's own
-    as_owner = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
-    as_owner = as_owner if as_root else []
-    try:
-        if as_root:
-            shutil.chown(home, "postgres")
+    with postgres_folder(tmp_path_factory.mktemp("postgres")) as home:
         (home / "password").write_text(PASSWORD)
-        initdb = [str(programs / "initdb"), "-D", str(home / "data"), "-U"]
-        initdb += [
-            "postgres",
-            "--auth=scram-sha-256",
-            "--no-sync",
-            "--locale=C",
-            "-E",
-            "UTF8",
-        ]
-        initdb += ["--pwfile", str(home / "password")]
-        subprocess.run(as_owner + initdb, check=True, capture_output=True)
+        initdb = [str(programs / "initdb"), "-D", str(home / "data")]
+        initdb += ["--username=postgres", "--auth=scram-sha-256", "--no-sync"]
+        initdb += ["--locale=C", "--encoding=UTF8", f"--pwfile={home / 'password'}"]
+        subprocess.run(as_postgres() + initdb, check=True, capture_output=True)
+        yield home / "data"
+
+
+@pytest.fixture
+def postgres(
+    start: Start, tmp_path: Path, postgres_cluster: Path
+) -> Iterator[Postgres]:
+    """A PostgreSQL server of its own, on a copy of ``postgres_cluster``: its
+    port, its process, and a SQLAlchemy URL (psycopg) whose connections are
+    named ``probe`` in pg_stat_activity."""
+    with postgres_folder(tmp_path) as home:
+        data = str(home / "data")
+        copy = ["cp", "-a", str(postgres_cluster), data]
+        subprocess.run(as_postgres() + copy, check=True)
         port = free_port()
-        server = [str(programs / "postgres"), "-D", str(home / "data")]
-        server += ["-p", str(port), "-k", "", "-c", "listen_addresses=127.0.0.1"]
-        process = start(as_owner + server + ["-c", "fsync=off"], dict(os.environ), port)
+        server = [str(postgres_bin() / "postgres"), "-D", data, "-p", str(port)]
+        server += ["-k", "", "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+        process = start(as_postgres() + server, dict(os.environ), port)
         url = f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:{port}/postgres"
         wait_for(lambda: _accepts_queries(url), "PostgreSQL to accept queries", 30)
         yield Postgres(f"{url}?application_name=probe", port, process)
         stop_postgres(process)  # before its folder goes
-    finally:
-        if as_root:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 def stop_postgres(process: subprocess.Popen[bytes]) -> None:
