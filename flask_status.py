@@ -1868,7 +1868,7 @@ def celery_check(app: Any, *, timeout: float = 0.5) -> Callable[[], int]:
     control: Any = getattr(app, "control", None)
     if not callable(getattr(control, "ping", None)):
         raise TypeError(f"celery_check needs a Celery app, not {app!r}.")
-    seconds = _timeout(timeout, "The timeout")
+    seconds = _seconds(timeout, "The timeout", "above")
 
     def probe() -> int:
         # limit=1: return at the first reply, not after the whole timeout
@@ -1909,7 +1909,7 @@ def http_check(
             " such as 'http://127.0.0.1:8080/livez'."
         )
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    seconds = _timeout(timeout, "The timeout")
+    seconds = _seconds(timeout, "The timeout", "above")
     codes = _status_codes(expect)
     target = parts.path or "/"
     target += f"?{parts.query}" if parts.query else ""
@@ -2007,7 +2007,7 @@ def tcp_check(host: str, port: int, *, timeout: float = 0.5) -> Callable[[], boo
         raise ValueError(
             f"The port {port!r} is out of range; give one from 1 to 65535."
         )
-    seconds = _timeout(timeout, "The timeout")
+    seconds = _seconds(timeout, "The timeout", "above")
 
     def probe() -> bool:
         connect = functools.partial(socket.create_connection, (host, port), seconds)
