@@ -19,10 +19,12 @@ returns ``False`` or outlasts its timeout. ``flask status`` runs the same
 checks from the command line.
 
 The module reads top to bottom as a status flows: the public API, whose
-view answers each request; the settings and their validators; the endpoint,
-where requests join runs of checks and runs settle; the worker threads and
-the scheduler that run them; the payload, one writer per format; the
-command line; and ready-made checks for the services an app depends on.
+view answers each request; the settings and their validators; the monitor,
+where requests join runs of checks and runs settle, in transitions taken
+under one lock; the other tasks the worker threads run; the threads
+themselves, the scheduler and the fork handling; the payload, one writer
+per format; the command line; and ready-made checks for the services an
+app depends on.
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ import time
 import weakref
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 from typing import NamedTuple
+from typing import Protocol
 from typing import TypeVar
 from typing import Union
 from typing import overload
@@ -80,6 +84,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 A = TypeVar("A", bound=Authenticator)
 L = TypeVar("L", bound=Callable[["StatusChange"], Any])
 P = TypeVar("P", bound=Callable[[], Any])
+
+
+# -- the public API: FlaskStatus, whose view answers each request -------------
 
 
 class StatusChange(NamedTuple):
@@ -159,21 +166,11 @@ class FlaskStatus:
         log: str | None = None,
         per_check: bool | None = None,
     ) -> None:
-        given = dict(
-            url=url,
-            message=message,
-            timeout=timeout,
-            cache=cache,
-            every=every,
-            show_errors=show_errors,
-            workers=workers,
-            log=log,
-            per_check=per_check,
-        )
+        given = locals()  # each setting is a parameter of the same name
         self._given = {
-            name: _SETTINGS[name].validate(value, _SETTINGS[name].label)
-            for name, value in given.items()
-            if value is not None
+            s.name: s.validate(given[s.name], s.label)
+            for s in _SETTINGS
+            if given[s.name] is not None
         }
         self._fields: dict[str, _Field] = {}
         self._guarded: View = self._respond
@@ -181,7 +178,7 @@ class FlaskStatus:
         self._details: Callable[[], Any] | None = None
         self._listeners: tuple[Callable[[StatusChange], Any], ...] = ()
         # Per-app state; weak keys, so the extension never keeps an app alive.
-        self._apps: weakref.WeakKeyDictionary[Flask, _Endpoint] = (
+        self._apps: weakref.WeakKeyDictionary[Flask, _Monitor] = (
             weakref.WeakKeyDictionary()
         )
         if authenticator is not None:
@@ -204,9 +201,16 @@ class FlaskStatus:
                 f"This FlaskStatus already serves {app!r}; create another"
                 " FlaskStatus to serve a second URL."
             )
-        settings = _Settings(
-            **{s.name: self._setting(app, s) for s in _SETTINGS.values()}
-        )
+        settings = _Settings(*[self._setting(app, s) for s in _SETTINGS])
+        self._route(app, settings)
+        if "status" not in app.cli.commands:  # the app's own command stays
+            app.cli.add_command(_status_command)
+        self._apps[app] = monitor = _Monitor(self, settings)
+        _MONITORS.add(monitor)
+
+    def _route(self, app: Flask, settings: _Settings) -> None:
+        """Route the URL, and with ``per_check`` the URLs below it, to this
+        instance, unless one is taken."""
         url = settings.url
         if settings.per_check and url == "/":
             raise ValueError(
@@ -215,11 +219,7 @@ class FlaskStatus:
             )
         served: dict[str, FlaskStatus] = app.extensions.setdefault("status", {})
         below = f"{url.rstrip('/')}/"  # where per-check routes would answer
-        taken = [
-            rule.rule
-            for rule in app.url_map.iter_rules()
-            if rule.rule == url or (settings.per_check and _below(rule.rule, below))
-        ]
+        taken = _taken(app, url, below if settings.per_check else None)
         if url in served or taken:
             raise ValueError(
                 f"The URL {(taken or [url])[0]!r} is already routed on {app!r};"
@@ -233,10 +233,7 @@ class FlaskStatus:
         if settings.per_check:
             each = f"{below}<key>"
             app.add_url_rule(each, f"status:{each}", self._view, **options)
-        if "status" not in app.cli.commands:  # the app's own command stays
-            app.cli.add_command(_status_command)
         served[url] = self
-        self._apps[app] = _Endpoint(self, settings)
 
     def _setting(self, app: Flask, setting: _Setting) -> Any:
         if setting.name in self._given:
@@ -286,17 +283,7 @@ class FlaskStatus:
             status.add_field("cache", ping_cache, critical=False, timeout=0.2)
             status.add_field("billing", ping_billing, every=30)
         """
-        if not isinstance(key, str):
-            raise TypeError(f"A field key must be a string, not {key!r}.")
-        if not key or key in _RESERVED:
-            raise ValueError(
-                f"The field key {key!r} is empty or reserved; choose another key."
-            )
-        if key in self._fields:
-            raise ValueError(
-                f"A field {key!r} is already added; choose another key or"
-                " another FlaskStatus."
-            )
+        _new_key(key, self._fields)
         if callable(value):
             _needs_no_arguments(key, value)
         elif (critical, timeout, cache, every) != (True, None, None, None):
@@ -317,9 +304,9 @@ class FlaskStatus:
             value,
             callable(value),
             _bool(critical, "The critical option"),
-            None if timeout is None else _timeout(timeout, "The timeout"),
-            None if cache is None else _cache(cache, "The cache"),
-            None if every is None else _every(every, "The every interval"),
+            _optional(_duration, timeout, "The timeout"),
+            _optional(_interval, cache, "The cache"),
+            _optional(_interval, every, "The every interval"),
         )
         # A new dict, not an update: requests under way keep the one they read.
         self._fields = {**self._fields, key: field}
@@ -467,42 +454,43 @@ class FlaskStatus:
         self._details = predicate
         return predicate
 
-    # -- the request ---------------------------------------------------------
+    # The request: the view the authenticator wraps, and what it answers.
 
     def _view(self, **kwargs: Any) -> Any:
         return self._guarded(**kwargs)
 
     def _respond(self, key: str | None = None) -> Response:
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-        endpoint, fields = self._apps[app], self._fields
+        monitor = self._apps[app]
         # Most probes send no query: then nothing is parsed.
         args = request.args if request.environ.get("QUERY_STRING") else None
-        if key is not None:
-            if key not in fields:
-                abort(404)
-            chosen = [fields[key]]
-        elif args is not None and "exclude" in args:
-            excluded = endpoint.exclusions(app, args.getlist("exclude"))
-            chosen = [f for k, f in fields.items() if k not in excluded]
-        else:
-            chosen = list(fields.values())
-        if args is not None and "format" in args:  # it beats the Accept header
-            name = args["format"]
-            if name not in _FORMATS:
-                formats = ", ".join(_FORMATS)
-                abort(400, f"Unknown format {name!r}; use one of: {formats}.")
-        else:
-            name = "health" if _prefers_health() else "json"
-        report = endpoint.report(app, chosen)
+        chosen = self._chosen(app, monitor, key, args)
+        name = _format_name(args)
+        report = monitor.report(app, chosen)
         details = self._details is None or self._shows_details(app)
         writer = _FORMATS[name]
         response: Response = app.response_class(
-            writer.write(report, endpoint.parts(app), details),
+            writer.write(report, monitor.parts(app), details),
             200 if name == "prometheus" else report.code,  # a scrape never fails
             content_type=writer.content_type,
         )
         response.headers["Cache-Control"] = "no-store"
         return response
+
+    def _chosen(
+        self, app: Flask, monitor: _Monitor, key: str | None, args: Any
+    ) -> list[_Field]:
+        """The fields a request asks for: one per-check route's, all but
+        those ``?exclude=`` names, or all."""
+        fields = self._fields
+        if key is not None:
+            if key not in fields:
+                abort(404)
+            return [fields[key]]
+        if args is not None and "exclude" in args:
+            excluded = monitor.exclusions(app, args.getlist("exclude"))
+            return [f for k, f in fields.items() if k not in excluded]
+        return list(fields.values())
 
     def _shows_details(self, app: Flask) -> bool:
         try:
@@ -513,7 +501,17 @@ class FlaskStatus:
             return False
 
 
-# -- settings: each with its default and the validator beside it -------------
+# -- settings: each with its default and the validator beside it --------------
+
+
+def _taken(app: Flask, url: str, below: str | None) -> list[str]:
+    """The rules of ``app`` that answer ``url``, or with ``below`` a path of
+    one more segment below it."""
+    return [
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if rule.rule == url or (below is not None and _below(rule.rule, below))
+    ]
 
 
 def _below(rule: str, prefix: str) -> bool:
@@ -541,6 +539,21 @@ def _url(value: object, what: str) -> str:
 
 
 _RESERVED = frozenset({"status", "errors", "checks"})
+
+
+def _new_key(key: object, fields: dict[str, _Field]) -> None:
+    """Refuse a field key that is no string, empty, reserved or taken."""
+    if not isinstance(key, str):
+        raise TypeError(f"A field key must be a string, not {key!r}.")
+    if not key or key in _RESERVED:
+        raise ValueError(
+            f"The field key {key!r} is empty or reserved; choose another key."
+        )
+    if key in fields:
+        raise ValueError(
+            f"A field {key!r} is already added; choose another key or"
+            " another FlaskStatus."
+        )
 
 
 def _message(value: object, what: str) -> dict[str, Any]:
@@ -587,16 +600,20 @@ def _env_hint(value: object, what: str) -> str:
     )
 
 
-def _timeout(value: object, what: str) -> float:
+def _duration(value: object, what: str) -> float:
+    """Seconds something may take: above 0."""
     return _seconds(value, what, "above")
 
 
-def _cache(value: object, what: str) -> float:
+def _interval(value: object, what: str) -> float:
+    """Seconds between runs, or that a result is reused: 0 or more."""
     return _seconds(value, what, "from")
 
 
-def _every(value: object, what: str) -> float:
-    return _seconds(value, what, "from")
+def _optional(
+    validate: Callable[[object, str], float], value: object, what: str
+) -> float | None:
+    return None if value is None else validate(value, what)
 
 
 def _bool(value: object, what: str) -> bool:
@@ -641,24 +658,26 @@ class _Setting(NamedTuple):
         return f"STATUS_{self.name.upper()}"
 
 
-_SETTINGS = {
-    s.name: s
-    for s in (
-        _Setting("url", "The status URL", "/api/status", _url),
-        _Setting("message", "The status message", {"status": "OK"}, _message),
-        _Setting("timeout", "The timeout", 0.8, _timeout),
-        _Setting("cache", "The cache", 0.0, _cache),
-        _Setting("every", "The every interval", 0.0, _every),
-        _Setting("show_errors", "The show_errors option", False, _bool),
-        _Setting("workers", "The number of workers", 8, _workers),
-        _Setting("log", "The log mode", "transitions", _log_mode),
-        _Setting("per_check", "The per_check option", False, _bool),
-    )
-}
+# Every setting, each a keyword of FlaskStatus of the same name. A new one
+# goes here, in _Settings, in FlaskStatus's signature and docstring, and in
+# the README's table; tests/test_setup.py checks that they agree.
+_SETTINGS = (
+    _Setting("url", "The status URL", "/api/status", _url),
+    _Setting("message", "The status message", {"status": "OK"}, _message),
+    _Setting("timeout", "The timeout", 0.8, _duration),
+    _Setting("cache", "The cache", 0.0, _interval),
+    _Setting("every", "The every interval", 0.0, _interval),
+    _Setting("show_errors", "The show_errors option", False, _bool),
+    _Setting("workers", "The number of workers", 8, _workers),
+    _Setting("log", "The log mode", "transitions", _log_mode),
+    _Setting("per_check", "The per_check option", False, _bool),
+)
 
 
 class _Settings(NamedTuple):
-    """One endpoint's settings, in the order of ``_SETTINGS``."""
+    """The settings of one FlaskStatus on one app, field for field as
+    ``_SETTINGS`` lists them: each from the argument, else the app's config,
+    else the default."""
 
     url: str
     message: dict[str, Any]
@@ -703,7 +722,13 @@ def _needs_no_arguments(key: str, func: Callable[..., Any]) -> None:
         pass
 
 
-# -- the endpoint: runs of checks, joined by requests -------------------------
+# -- the monitor: runs of checks, which requests join and which settle once ---
+#
+# A _Monitor holds what one FlaskStatus watches on one app. Its state changes
+# only in four transitions: a request joins runs, a call returns, a deadline
+# passes, a schedule falls due. Each decides everything under the monitor's
+# lock and returns a _Then, what must happen next; _Monitor.carry_out does
+# that outside the lock, in the one order its docstring states.
 
 
 class _Outcome(NamedTuple):
@@ -734,92 +759,134 @@ class _Report(NamedTuple):
 
 
 class _Latch:
-    """What one request waits on: released when its last pending run settles."""
+    """What one request waits on: it opens when every run the request waits
+    for has settled and logged.
 
-    __slots__ = ("lock", "pending")
+    ``pending`` is raised only while the monitor's lock is held, by the
+    request that made the latch, before any run it waits for can count it
+    down; counting down takes the latch's own lock, since runs settle in
+    several threads at once, outside the monitor's lock.
+    """
+
+    __slots__ = ("_gate", "_mutex", "pending")
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.lock.acquire()
+        self._gate = threading.Lock()
+        self._gate.acquire()  # released once, when pending reaches 0
+        self._mutex = threading.Lock()
         self.pending = 0
 
+    def count_down(self) -> None:
+        with self._mutex:
+            self.pending -= 1
+            opened = not self.pending
+        if opened:
+            self._gate.release()
 
-def _count_down(latches: list[_Latch]) -> list[_Latch]:
-    """Count a settled run down on each of ``latches``; the ones it opens
-    (the endpoint's lock held)."""
-    ready = []
-    for latch in latches:
-        latch.pending -= 1
-        if not latch.pending:
-            ready.append(latch)
-    return ready
+    def wait(self, seconds: float) -> bool:
+        """Whether the latch opened within ``seconds``."""
+        return self._gate.acquire(timeout=max(0.0, seconds))
+
+
+# A run's states. It moves only forward, in the moves of _MOVES, always under
+# its monitor's lock.
+_QUEUED = "queued"  # waiting in the monitor's backlog for one of its workers
+_RUNNING = "running"  # handed to the pool, holding one of the workers
+_LATE = "late"  # settled as timed out at its deadline while its call goes on
+_DONE = "done"  # settled, and its call is over (or will never be made)
+_MOVES = frozenset(
+    {
+        (_QUEUED, _RUNNING),  # a worker is free
+        (_QUEUED, _DONE),  # its deadline passed before one was
+        (_RUNNING, _DONE),  # its call returned
+        (_RUNNING, _LATE),  # its deadline passed first
+        (_LATE, _DONE),  # its call returned after all
+    }
+)
 
 
 class _Run:
-    """One call of a check, which any number of requests may wait for."""
+    """One call of a check, which any number of requests may wait for.
+
+    It settles once, on leaving queued or running: its ``outcome`` is then
+    set and never changes. A late run holds no worker, and its check is not
+    run again until the call returns.
+    """
 
     __slots__ = (
         "__weakref__",
-        "admitted",
         "cache",
-        "counted",
         "deadline",
-        "endpoint",
         "every",
         "expires",
         "field",
         "latches",
-        "late",
+        "monitor",
         "outcome",
         "previous",
-        "returned",
         "started",
+        "state",
         "timeout",
     )
 
     def __init__(
         self,
-        endpoint: _Endpoint,
+        monitor: _Monitor,
         field: _Field,
         now: float,
         previous: _Outcome | None = None,
     ) -> None:
-        settings = endpoint.settings
-        self.endpoint = endpoint
+        settings = monitor.settings
+        self.monitor = monitor
         self.field = field
+        self.state = _QUEUED
         self.timeout = field.timeout or settings.timeout
         self.cache = settings.cache if field.cache is None else field.cache
-        self.every = settings.every if field.every is None else field.every
-        if endpoint.one_shot or (field.cache is not None and field.every is None):
-            self.every = 0.0  # flask status, or a check with a cache of its own
+        self.every = monitor.every(field)
         self.started = now
         self.deadline = now + self.timeout
         self.previous = previous  # a scheduled check's result until this one's
-        self.outcome: _Outcome | None = None  # set once, when the run settles
-        self.latches: list[_Latch] = []
-        self.returned = False  # the call is over (or never started)
-        self.late = False  # settled as timed out
-        self.admitted = False  # handed to the pool
-        self.counted = False  # holds one of the endpoint's workers
-        self.expires = 0.0  # monotonic time from which a new run is due
+        self.outcome: _Outcome | None = None
+        self.latches: list[_Latch] = []  # of the requests waiting for it
+        self.expires = 0.0  # monotonic time from which a new run is due, once done
+
+    def move(self, state: str) -> None:
+        if (self.state, state) not in _MOVES:
+            raise RuntimeError(
+                f"A run of check {self.field.key!r} cannot go from {self.state}"
+                f" to {state}."
+            )
+        self.state = state
+
+    def shown(self, now: float) -> _Outcome | None:
+        """What a request that joins the run at ``now`` shows: its outcome;
+        a scheduled check's previous one while it runs; or None: wait."""
+        outcome = self.outcome
+        if outcome is None:
+            return self.previous if now < self.deadline else None
+        if self.state is _LATE:
+            return outcome._replace(reason=f"{outcome.reason}; still running")
+        return outcome
 
     def execute(self, app: Flask) -> bool:
-        """Call the check in a worker thread and settle the run; whether it
+        """Call the check in a worker thread and finish the run; whether it
         passed, so that a check that failed leaves its context to no other."""
-        endpoint = self.endpoint
-        if self.outcome is not None:  # given up before it could start
-            endpoint.settle(app, self, self.outcome)
+        monitor = self.monitor
+        # Read without the lock: a run given up just after this read is
+        # called all the same, as a late run.
+        if self.outcome is not None:  # given up before a worker took it
+            monitor.finish(app, self, self.outcome)
             return True
         start = time.monotonic()
         try:
             value = self.field.value()
             if inspect.iscoroutine(value):
                 value = asyncio.run(value)
-            outcome, error = _judge(value, endpoint.parts(app).encode, start)
+            outcome, error = _judge(value, monitor.parts(app).encode, start)
         except BaseException as exc:  # SystemExit too: a run must always settle
             outcome, error = _failed(_describe(exc), start), exc
         try:
-            endpoint.settle(app, self, outcome, error)
+            monitor.finish(app, self, outcome, error)
         finally:
             if error is not None:  # logged: its traceback holds this frame,
                 error.__traceback__ = None  # and so the app, in a cycle
@@ -827,7 +894,7 @@ class _Run:
         return outcome.ok
 
     def abandon(self, app: Flask, reason: str) -> None:
-        self.endpoint.settle(app, self, _failed(reason, self.started))
+        self.monitor.finish(app, self, _failed(reason, self.started))
 
 
 def _judge(
@@ -851,6 +918,15 @@ def _failed(reason: str, start: float) -> _Outcome:
     return _Outcome(False, "false", reason, time.time(), time.monotonic() - start)
 
 
+def _timed_out(run: _Run) -> _Outcome:
+    reason = f"timed out after {run.timeout} s"
+    if run.state is _QUEUED:
+        workers = run.monitor.settings.workers
+        busy = "the only one was" if workers == 1 else f"all {workers} were"
+        reason += f" waiting for a worker; {busy} busy"
+    return _Outcome(False, "false", reason, time.time(), run.timeout)
+
+
 def _describe(error: BaseException) -> str:
     """``Type: message``, as a traceback's last line without its notes."""
     kind = type(error)
@@ -864,27 +940,45 @@ def _describe(error: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
+class _Then:
+    """What a transition decided must happen once the monitor's lock is
+    released; :meth:`_Monitor.carry_out` does it. A transition sets only
+    what applies: the class holds the defaults."""
+
+    tasks: Sequence[tuple[Flask, _Task]] = ()  # to hand to the pool
+    spread = False  # wake a worker for each task queued, not one
+    watch: Iterable[_Run] = ()  # scheduled runs to give up at their deadlines
+    next_run: _Run | None = None  # a scheduled run whose successor is due
+    line: tuple[Any, ...] | None = None  # level, message and arguments to log
+    error: BaseException | None = None  # whose traceback the line shows
+    log_later = False  # a worker logs the line: nobody waits for a handler
+    latches: Sequence[_Latch] = ()  # to count down, once the line is logged
+    notify = False  # start delivering queued changes to the listeners
+
+
 _SPREAD_AFTER = 0.001  # seconds a request waits before queued checks get workers
 _MOST_CHANGES = 1000  # changes queued for slow listeners; older ones are dropped
 _UNKNOWN_NAMES = 64  # excluded names not served, warned about once each
 
 
-class _Endpoint:
-    """What one FlaskStatus serves on one app: settings, runs and states.
+class _Monitor:
+    """What one FlaskStatus watches on one app: its settings, the latest
+    run of each check, each check's status, and the changes its listeners
+    have yet to hear. It never refers to the app: whoever has it passes it.
 
-    It never refers to the app: the app is passed in by whoever has it.
+    The transitions are :meth:`_join` (a request joins runs, or starts
+    them), :meth:`_finish` (a call returned), :meth:`_expire` (a deadline
+    passed) and :meth:`due` (a schedule fell due).
     """
 
-    def __init__(
-        self, status: FlaskStatus, settings: _Settings, one_shot: bool = False
-    ) -> None:
+    defers_late_logs = True  # a run given up is logged by a worker
+
+    def __init__(self, status: FlaskStatus, settings: _Settings) -> None:
         self.status = status
         self.settings = settings
-        self.one_shot = one_shot  # flask status: fresh runs, no history
+        self.logs_every_failure = settings.log == "every"
         self._parts: _Parts | None = None
         self._reset()
-        if not one_shot:
-            _ENDPOINTS.add(self)
 
     def _reset(self) -> None:
         """Start clean: at creation, and in the child of a fork, where other
@@ -893,191 +987,245 @@ class _Endpoint:
         self.runs: dict[str, _Run] = {}  # the latest run of each check
         self.states: dict[str | None, str] = {}  # the last status of each
         self.running = 0  # runs holding one of the workers
+        # Runs wait here for one of this monitor's workers rather than in the
+        # pool's queue: the pool serves every monitor of the process, and a
+        # run given up here never took a thread. Runs that settled while they
+        # waited are skipped when a worker is free.
         self.backlog: collections.deque[tuple[Flask, _Run]] = collections.deque()
         self.changes: collections.deque[StatusChange] = collections.deque(
             maxlen=_MOST_CHANGES
         )
         self.dropped = 0  # changes the listeners fell too far behind to hear
-        self.notifying = False
-        self.unknown: set[str] = set()
+        self.notifying = False  # a _Notice is queued or delivering
+        self.unknown: set[str] = set()  # excluded names already warned about
 
-    # The request side: join runs, or start them, and wait until deadlines.
+    def every(self, field: _Field) -> float:
+        """Seconds between scheduled runs of ``field``'s check; 0 runs it on
+        request, as for a check with a cache of its own."""
+        if field.every is not None:
+            return field.every
+        return 0.0 if field.cache is not None else self.settings.every
+
+    # The request: join runs or start them, then wait until their deadlines.
 
     def report(self, app: Flask, fields: list[_Field]) -> _Report:
         """Join or start a run of each check among ``fields``, wait for them
         until their deadlines, and judge the status."""
-        outcomes = self._collect(app, [f for f in fields if f.is_check])
+        checks = [f for f in fields if f.is_check]
+        outcomes = self._outcomes(app, checks) if checks else {}
         entries = [(field, outcomes.get(field.key)) for field in fields]
         failed = {f.critical for f, outcome in entries if outcome and not outcome.ok}
         state = "FAIL" if True in failed else "WARN" if failed else "OK"
         return _Report(self.settings.url, state, entries, self.settings.show_errors)
 
-    def _collect(self, app: Flask, checks: list[_Field]) -> dict[str, _Outcome]:
+    def _outcomes(self, app: Flask, checks: list[_Field]) -> dict[str, _Outcome]:
         if os.getpid() != _pid:
             _check_pid()
-        now = time.monotonic()
-        outcomes: dict[str, _Outcome] = {}
-        waiting: list[_Run] = []  # runs to wait for, or to give up at once
-        new: list[_Run] = []
-        latch = None
         with self.lock:
-            for field in checks:
-                run = None if self.one_shot else self.runs.get(field.key)
-                if run is None or (run.returned and now >= run.expires):
-                    run = self._start(field, now, run)
-                    new.append(run)
-                outcome = run.outcome
-                if outcome is None and run.previous is not None and now < run.deadline:
-                    outcome = run.previous  # a scheduled check's latest result
-                elif outcome is None:
-                    waiting.append(run)
-                    if now < run.deadline:
-                        latch = latch or _Latch()
-                        latch.pending += 1
-                        run.latches.append(latch)
-                    continue
-                elif run.late and not run.returned:
-                    reason = f"{outcome.reason}; still running"
-                    outcome = outcome._replace(reason=reason)
-                outcomes[field.key] = outcome
-            admitted = self._admit(app, new) if new else []
-        if admitted:
-            _pool.submit(admitted)
-        for run in new:
-            if run.every:
-                _scheduler.watch(self, app, run)
+            outcomes, waiting, latch, then = self._join(app, checks)
+        if then is not None:
+            self.carry_out(app, then)
         if latch is not None:
-            soonest = min(run.deadline for run in waiting)
-            wait = min(_SPREAD_AFTER, soonest - time.monotonic())
-            if not latch.lock.acquire(timeout=max(0.0, wait)):
-                _pool.spread()  # a slow check: the queued ones get workers
-                self._wait(app, latch, waiting)
+            self._wait(app, latch, waiting)
         for run in waiting:
             outcomes[run.field.key] = run.outcome or self.expire(app, run)
         return outcomes
 
-    def _wait(self, app: Flask, latch: _Latch, runs: list[_Run]) -> None:
-        """Wait for ``runs`` until the latch opens, giving each up at its own
-        deadline, so that its worker goes to a run waiting for one. A run
-        that settled logs before it opens the latch: its log line comes
-        before the response, unless a handler stalls past the deadlines."""
-        while True:
-            now = time.monotonic()
-            for run in runs:
-                if run.outcome is None and run.deadline <= now:
-                    self.expire(app, run)
-            pending = [run.deadline for run in runs if run.outcome is None]
-            until = min(pending) if pending else max(run.deadline for run in runs)
-            if latch.lock.acquire(timeout=max(0.0, until - now)) or not pending:
-                return
+    def _join(
+        self, app: Flask, checks: list[_Field]
+    ) -> tuple[dict[str, _Outcome], list[_Run], _Latch | None, _Then | None]:
+        """Transition: a request joins a run of each check, starting those
+        that are due. Returns the outcomes known now, the runs to wait for,
+        the latch they open and what must happen next."""
+        now = time.monotonic()
+        known: dict[str, _Outcome] = {}
+        waiting: list[_Run] = []
+        started: list[_Run] = []
+        latch = None
+        for field in checks:
+            run = self._run_for(field, now, started)
+            outcome = run.shown(now)
+            if outcome is not None:
+                known[field.key] = outcome
+                continue
+            waiting.append(run)
+            if now < run.deadline:
+                latch = latch or _Latch()
+                latch.pending += 1
+                run.latches.append(latch)
+        # A request that waits spreads the runs it started once one is slow;
+        # runs nobody waits for get a worker each now.
+        then = self._started(app, started, latch is None) if started else None
+        return known, waiting, latch, then
 
-    def _start(self, field: _Field, now: float, before: _Run | None) -> _Run:
-        """A new run of ``field``'s check, after ``before``; lock held."""
-        previous = before.outcome if before is not None and before.every else None
-        run = _Run(self, field, now, previous)
-        if not self.one_shot:
-            self.runs[field.key] = run
+    def _run_for(self, field: _Field, now: float, started: list[_Run]) -> _Run:
+        """The run of ``field``'s check to join: the latest, or a new one
+        (added to ``started``) when that is over and expired."""
+        run = self.runs.get(field.key)
+        if run is None or (run.state is _DONE and now >= run.expires):
+            previous = run.outcome if run is not None and run.every else None
+            run = self.runs[field.key] = _Run(self, field, now, previous)
+            started.append(run)
         return run
 
-    def _admit(self, app: Flask, runs: list[_Run]) -> list[tuple[Flask, Any]]:
-        """Hand runs to the pool while fewer than ``workers`` run; the rest
-        wait in the backlog. Lock held."""
-        admitted: list[tuple[Flask, Any]] = []
+    def _started(self, app: Flask, runs: list[_Run], spread: bool) -> _Then:
+        then = _Then()
+        then.tasks = self._admit(app, runs)
+        then.spread = spread
+        then.watch = [run for run in runs if run.every]
+        return then
+
+    def _admit(self, app: Flask, runs: list[_Run]) -> list[tuple[Flask, _Task]]:
+        """Give ``runs`` workers while fewer than ``workers`` are held; the
+        rest wait in the backlog. Returns the tasks for the pool."""
+        tasks: list[tuple[Flask, _Task]] = []
         for run in runs:
             if self.running < self.settings.workers:
+                run.move(_RUNNING)
                 self.running += 1
-                run.admitted = run.counted = True
-                admitted.append((app, run))
+                tasks.append((app, run))
             else:
                 self.backlog.append((app, run))
-        return admitted
+        return tasks
 
-    def _release(self, run: _Run) -> list[tuple[Flask, Any]]:
-        """Free the worker ``run`` held, for the next run in the backlog.
-        Lock held."""
-        run.counted = False
-        self.running -= 1
-        now = time.monotonic()
-        while self.backlog:
-            app, waiting = self.backlog.popleft()
-            if waiting.outcome is None and now < waiting.deadline:
-                return self._admit(app, [waiting])
-        return []
+    def _wait(self, app: Flask, latch: _Latch, runs: list[_Run]) -> None:
+        """Wait for ``runs`` until the latch opens. For a millisecond one
+        worker runs quick checks back to back; then each queued run gets a
+        worker, and each run is given up at its own deadline, so that its
+        worker goes to a run waiting for one. Once all have settled, a log
+        line being written holds the response until the last deadline."""
+        until = min(run.deadline for run in runs)
+        if latch.wait(min(_SPREAD_AFTER, until - time.monotonic())):
+            return
+        _pool.spread()  # a slow check: the ones queued behind it get workers
+        while not latch.wait(until - time.monotonic()):
+            later = self._expire_overdue(app, runs, time.monotonic())
+            if later is None:
+                return
+            until = later
 
-    # The settling side: a run ends once, by returning or by its deadline.
+    def _expire_overdue(self, app: Flask, runs: list[_Run], now: float) -> float | None:
+        """Give up each of ``runs`` whose deadline passed. Returns when to
+        look again: the soonest deadline of the runs still out, else the
+        last deadline if it is still ahead, else None."""
+        pending = []
+        for run in runs:
+            if run.outcome is None and run.deadline <= now:
+                self.expire(app, run)
+            elif run.outcome is None:
+                pending.append(run.deadline)
+        if pending:
+            return min(pending)
+        last = max(run.deadline for run in runs)
+        return last if last > now else None
 
-    def expire(self, app: Flask, run: _Run) -> _Outcome:
-        """Settle ``run`` as timed out unless it settled first."""
-        outcome = self.settle(app, run, _timed_out(run), returned=False)
-        if not run.returned:  # still queued, maybe: a worker will let it go
-            _pool.spread()
-        return outcome
+    # The settling: a run ends once, by returning or by its deadline.
 
-    def settle(
+    def finish(
         self,
         app: Flask,
         run: _Run,
         outcome: _Outcome,
         error: BaseException | None = None,
-        returned: bool = True,
-    ) -> _Outcome:
-        """Record how ``run`` ended: ``returned`` when its call is over, else
-        because its deadline passed. The first outcome stands, and one that
-        comes after the deadline is a timeout. Logs it, then wakes the
-        requests waiting for it (whose responses so come after the log line),
-        and tells the listeners; returns the outcome."""
-        now = time.monotonic()
-        ready: list[_Latch] = []
-        latches: list[_Latch] = []  # to count down once the line is logged
-        old, notify, loud = None, False, False
+    ) -> None:
+        """A worker's call of ``run`` returned ``outcome``."""
         with self.lock:
-            first = run.outcome is None
-            if first:
-                if returned and now > run.deadline:
-                    outcome, error = _timed_out(run), None
-                run.outcome = outcome
-                run.late = not returned or now > run.deadline  # a timeout
-                old, changes = self._track(run.field, outcome)
-                notify = bool(changes) and self._queue(changes)
-                loud = not outcome.ok or old not in (None, "OK")  # else no log
-                latches, run.latches = run.latches, []
-                if not (loud and returned):
-                    ready, latches = _count_down(latches), []
-            ended = not run.returned and (returned or not run.admitted)
-            if ended:  # its call is over, or it will never start
-                run.returned = True
-                if not returned:  # given up in the backlog
-                    self.backlog = collections.deque(
-                        item for item in self.backlog if item[1] is not run
-                    )
-                wait = 0.0 if run.late else run.cache
-                if run.every:  # a schedule that was missed, requests restart
-                    wait = run.every + run.timeout + 1.0
-                run.expires = now + wait
-            admitted = self._release(run) if run.counted else []
-        if admitted:
-            _pool.submit(admitted)
-        if first:
-            if loud:
-                self._log(app, run, outcome, old, error, returned)
-            if latches:  # the requests waiting read the log line it wrote
-                with self.lock:
-                    ready = _count_down(latches)
-            for latch in ready:
-                latch.lock.release()
-        if notify:
-            _pool.submit([(app, _Notice(self))])
-        if ended and run.every:
-            _scheduler.after(self, app, run, run.every)
+            then = self._finish(run, outcome, error)
+        if then is not None:
+            self.carry_out(app, then)
+
+    def _finish(
+        self, run: _Run, outcome: _Outcome, error: BaseException | None
+    ) -> _Then | None:
+        """Transition: a call returned. A running run settles, as timed out
+        if its deadline passed unnoticed; a late one is over. A run that
+        finished already (a task abandoned after it finished) changes
+        nothing."""
+        if run.state is _DONE:
+            return None
+        now = time.monotonic()
+        then = _Then()
+        late = run.state is _LATE or now > run.deadline
+        if run.state is _RUNNING:
+            if late:
+                outcome, error = _timed_out(run), None
+            self._settle(run, outcome, error, _DONE, then)
+            then.tasks = self._release()
+        else:
+            run.move(_DONE)
+        self._ended(run, now, late, then)
+        return then
+
+    def expire(self, app: Flask, run: _Run) -> _Outcome:
+        """Settle ``run`` as timed out unless it settled first; its outcome."""
+        with self.lock:
+            then = self._expire(run)
+        if then is not None:
+            self.carry_out(app, then)
         return run.outcome  # type: ignore[return-value]
+
+    def _expire(self, run: _Run) -> _Then | None:
+        """Transition: ``run``'s deadline passed. A queued run is over, never
+        started; a running one is late, and gives its worker back."""
+        if run.state is _QUEUED:
+            then = _Then()
+            self._settle(run, _timed_out(run), None, _DONE, then)
+            self._ended(run, time.monotonic(), True, then)
+        elif run.state is _RUNNING:
+            then = _Then()
+            self._settle(run, _timed_out(run), None, _LATE, then)
+            then.tasks = self._release()
+            then.spread = True  # its task may still wait in the pool's queue
+        else:
+            return None
+        then.log_later = self.defers_late_logs
+        return then
+
+    def _settle(
+        self,
+        run: _Run,
+        outcome: _Outcome,
+        error: BaseException | None,
+        state: str,
+        then: _Then,
+    ) -> None:
+        """Move ``run`` to ``state`` with its outcome; decide what to log
+        and whom to tell, and detach the latches of the requests waiting."""
+        run.move(state)
+        run.outcome = outcome
+        old, changes = self._track(run.field, outcome)
+        if changes:
+            then.notify = self._queue(changes)
+        then.line = self._log_line(run, outcome, old)
+        if then.line is not None:
+            then.error = error
+        then.latches, run.latches = run.latches, []
+
+    def _release(self) -> list[tuple[Flask, _Task]]:
+        """A run gave its worker back: the first queued run still in time
+        takes it. Returns the task for the pool, if any."""
+        self.running -= 1
+        now = time.monotonic()
+        while self.backlog:
+            app, run = self.backlog.popleft()
+            if run.state is _QUEUED and now < run.deadline:
+                return self._admit(app, [run])
+        return []
+
+    def _ended(self, run: _Run, now: float, late: bool, then: _Then) -> None:
+        """``run`` is done: when the next run is due, and for a scheduled
+        check, that the scheduler starts it."""
+        wait = 0.0 if late else run.cache
+        if run.every:  # until then the schedule runs; after it, requests restart it
+            wait = run.every + run.timeout + 1.0
+            then.next_run = run
+        run.expires = now + wait
 
     def _track(
         self, field: _Field, outcome: _Outcome
     ) -> tuple[str | None, list[StatusChange]]:
-        """Record a check's new status (lock held); the one before, and the
-        changes the listeners should hear of."""
-        if self.one_shot:
-            return None, []
+        """Record a check's new status; the one before, and the changes the
+        listeners should hear of."""
         key, state = field.key, _state(outcome, field.critical)
         old = self.states.get(key)
         if old == state:
@@ -1094,40 +1242,26 @@ class _Endpoint:
                 changes.append(StatusChange(url, None, before, overall, None, at))
         return old, changes if self.status._listeners else []
 
-    def _log(
-        self,
-        app: Flask,
-        run: _Run,
-        outcome: _Outcome,
-        old: str | None,
-        error: BaseException | None,
-        returned: bool,
-    ) -> None:
-        """Log a failure (in "transitions" mode, when the check starts
-        failing) or a recovery. A run given up at its deadline is logged by
-        a worker, so that no request or schedule waits for a log handler."""
-        key, critical = run.field.key, run.field.critical
-        line: tuple[Any, ...]
-        every = self.one_shot or self.settings.log == "every"
-        if not outcome.ok and (every or old in (None, "OK")):
+    def _log_line(
+        self, run: _Run, outcome: _Outcome, old: str | None
+    ) -> tuple[Any, ...] | None:
+        """The line to log for a run that settled: a failure (in
+        "transitions" mode, when the check starts failing), a recovery, or
+        none."""
+        key = run.field.key
+        if not outcome.ok and (self.logs_every_failure or old in (None, "OK")):
             reason = str(outcome.reason)
-            if not run.returned:
+            if run.state is _LATE:
                 reason += "; it has not returned yet"
-            level = logging.ERROR if critical else logging.WARNING
-            line = (level, "Check %r failed: %s", key, reason)
-        elif outcome.ok and not every and old not in (None, "OK"):
-            line = (logging.INFO, "Check %r passes again.", key)
-        else:
-            return
-        emit = functools.partial(_emit, app, *line, error=error)
-        if returned or self.one_shot:  # flask status exits once it printed
-            emit()
-        else:
-            _pool.submit([(app, _Call(emit))])
+            level = logging.ERROR if run.field.critical else logging.WARNING
+            return (level, "Check %r failed: %s", key, reason)
+        if outcome.ok and not self.logs_every_failure and old not in (None, "OK"):
+            return (logging.INFO, "Check %r passes again.", key)
+        return None
 
     def _queue(self, changes: list[StatusChange]) -> bool:
-        """Queue changes for the listeners, in order (lock held); whether a
-        task must be started to deliver them."""
+        """Queue changes for the listeners, in order; whether a task must be
+        started to deliver them."""
         self.dropped += max(0, len(self.changes) + len(changes) - _MOST_CHANGES)
         self.changes.extend(changes)
         if self.notifying:
@@ -1135,23 +1269,42 @@ class _Endpoint:
         self.notifying = True
         return True
 
-    # The schedule: started by the first request, then by the scheduler.
-
     def due(self, app: Flask, after: _Run) -> None:
-        """Start the scheduled run that follows ``after``, unless a request
-        restarted the schedule meanwhile."""
+        """Transition: the scheduled run that follows ``after`` is due,
+        unless a request restarted the schedule meanwhile."""
         with self.lock:
             if self.runs.get(after.field.key) is not after:
                 return
-            run = self._start(after.field, time.monotonic(), after)
-            admitted = self._admit(app, [run])
-        if admitted:
-            _pool.submit(admitted)
-        _scheduler.watch(self, app, run)
+            run = self.runs[after.field.key] = _Run(
+                self, after.field, time.monotonic(), after.outcome
+            )
+            then = self._started(app, [run], True)  # nobody waits: spread
+        self.carry_out(app, then)
 
-    def overdue(self, app: Flask, run: _Run) -> None:
-        if run.outcome is None:
-            self.expire(app, run)
+    # What every transition leads to, done outside the lock.
+
+    def carry_out(self, app: Flask, then: _Then) -> None:
+        """Do what a transition decided, in this order: hand the admitted
+        runs to the pool, so they start at once; have the scheduler watch
+        deadlines and start the next scheduled run; log the line; count the
+        latches down, so that responses come after the line; and start
+        telling the listeners."""
+        if then.tasks or then.spread:
+            _pool.submit(then.tasks, then.spread)
+        for run in then.watch:
+            _scheduler.watch(self, app, run)
+        if then.next_run is not None:
+            _scheduler.after(self, app, then.next_run)
+        if then.line is not None:
+            emit = functools.partial(_emit, app, *then.line, error=then.error)
+            if then.log_later:
+                _pool.submit([(app, _Call(emit))])
+            else:
+                emit()
+        for latch in then.latches:
+            latch.count_down()
+        if then.notify:
+            _pool.submit([(app, _Notice(self))])
 
     # What a request reads besides runs.
 
@@ -1181,18 +1334,29 @@ class _Endpoint:
         return parts
 
 
+class _OneShot(_Monitor):
+    """The monitor of one ``flask status`` command: each check runs once,
+    fresh, with no schedule, history or listeners, and every failure is
+    logged in the command's thread, which exits once it has printed."""
+
+    defers_late_logs = False
+
+    def __init__(self, status: FlaskStatus, settings: _Settings) -> None:
+        super().__init__(status, settings)
+        self.logs_every_failure = True
+
+    def every(self, field: _Field) -> float:
+        return 0.0
+
+    def _track(
+        self, field: _Field, outcome: _Outcome
+    ) -> tuple[str | None, list[StatusChange]]:
+        return None, []
+
+
 def _names(values: Iterable[str]) -> set[str]:
     """The field keys in ``exclude`` values, repeated or comma-separated."""
     return {n.strip() for v in values for n in v.split(",")} - {""}
-
-
-def _timed_out(run: _Run) -> _Outcome:
-    reason = f"timed out after {run.timeout} s"
-    if not run.admitted:
-        workers = run.endpoint.settings.workers
-        busy = "the only one was" if workers == 1 else f"all {workers} were"
-        reason += f" waiting for a worker; {busy} busy"
-    return _Outcome(False, "false", reason, time.time(), run.timeout)
 
 
 def _worst(states: Iterable[str]) -> str:
@@ -1200,30 +1364,33 @@ def _worst(states: Iterable[str]) -> str:
     return "FAIL" if "FAIL" in found else "WARN" if "WARN" in found else "OK"
 
 
-class _Notice:
-    """A pool task that hands an endpoint's queued changes to its listeners."""
+# -- the tasks: what the pool's threads run, besides runs of checks -----------
 
-    def __init__(self, endpoint: _Endpoint) -> None:
-        self.endpoint = endpoint
+
+class _Notice:
+    """A task that hands a monitor's queued changes to its listeners."""
+
+    def __init__(self, monitor: _Monitor) -> None:
+        self.monitor = monitor
 
     def execute(self, app: Flask) -> bool:
-        endpoint = self.endpoint
+        monitor = self.monitor
         while True:
-            with endpoint.lock:
-                dropped, endpoint.dropped = endpoint.dropped, 0
-                if not endpoint.changes and not dropped:
-                    endpoint.notifying = False
+            with monitor.lock:
+                dropped, monitor.dropped = monitor.dropped, 0
+                if not monitor.changes and not dropped:
+                    monitor.notifying = False
                     return True
-                change = endpoint.changes.popleft() if endpoint.changes else None
+                change = monitor.changes.popleft() if monitor.changes else None
             if dropped:
                 message = "%d status changes were dropped: the listeners fell behind."
                 _emit(app, logging.WARNING, message, dropped, error=None)
             if change is not None:
-                _tell(app, endpoint.status._listeners, change)
+                _tell(app, monitor.status._listeners, change)
 
     def abandon(self, app: Flask, reason: str) -> None:
-        with self.endpoint.lock:
-            self.endpoint.notifying = False
+        with self.monitor.lock:
+            self.monitor.notifying = False
         message = "Status changes were not delivered: %s"
         _emit(app, logging.ERROR, message, reason, error=None)
 
@@ -1240,7 +1407,7 @@ def _tell(
 
 
 class _Call:
-    """A pool task that makes one call: a log line a request deferred."""
+    """A task that makes one call: a log line nobody should wait for."""
 
     def __init__(self, call: Callable[[], None]) -> None:
         self.call = call
@@ -1262,50 +1429,70 @@ def _emit(
         app.logger.log(level, message, *args, exc_info=error)
 
 
-# -- the run: shared worker threads and the scheduler --------------------------
+# -- the threads: shared workers, the scheduler, and forks --------------------
+
+
+class _Task(Protocol):
+    """What the pool runs in an application context: a run of a check, a
+    delivery of changes, or a log line."""
+
+    def execute(self, app: Flask) -> bool:
+        """Do the work; whether the context is still fit for the next task."""
+
+    def abandon(self, app: Flask, reason: str) -> None:
+        """Settle whatever waits for the task, which cannot run: no thread
+        could start, no context could be pushed, or flask-status failed."""
 
 
 class _Pool:
-    """Daemon threads, shared by every endpoint, that run tasks in order.
+    """Daemon threads, shared by every monitor, that run tasks in order.
 
     A submission wakes one worker, which runs quick tasks back to back in
     one application context: a thread wake-up costs about as much as a
-    small request. :meth:`spread` wakes a worker for each task still queued,
-    for when one is slow. No more workers are woken than there are tasks for
-    them, counting those already on their way, so the pool grows only as far
-    as the work needs. Idle workers park on a lock of their own and hold no
-    app. Daemon threads never hold up the interpreter's exit, as a hung check
-    in a ``concurrent.futures`` pool would.
+    small request. A submission that spreads wakes a worker for each task
+    queued, for when one is slow or nobody waits. Idle workers park on a
+    lock of their own and hold no app. Daemon threads never hold up the
+    interpreter's exit, as a hung check in a ``concurrent.futures`` pool
+    would.
+
+    The invariant, kept under ``_lock``: ``_waking`` is the number of
+    workers woken or started that have not yet reached the queue. The pool
+    wakes a worker only for a queued task that no such worker is on its way
+    to, so it grows only as far as the work needs; and a worker reaching the
+    queue takes a task or parks, so a queued task always has a worker busy
+    or on its way.
     """
 
     idle = 60.0  # seconds a worker waits for a task before it exits
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._tasks: collections.deque[tuple[Flask, Any]] = collections.deque()
+        self._tasks: collections.deque[tuple[Flask, _Task]] = collections.deque()
         self._parked: list[threading.Lock] = []  # one per idle worker
-        self._waking = 0  # workers woken or started, not yet at the queue
+        self._waking = 0
 
-    def submit(self, tasks: list[tuple[Flask, Any]]) -> None:
+    def submit(
+        self, tasks: Iterable[tuple[Flask, _Task]], spread: bool = False
+    ) -> None:
+        """Queue ``tasks`` and wake one worker, or with ``spread`` one for
+        each task queued."""
         with self._lock:
             self._tasks.extend(tasks)
-            starting = self._wake(1)
+            starting = self._wake(len(self._tasks) if spread else 1)
         self._start(starting)
 
     def spread(self) -> None:
-        with self._lock:
-            starting = self._wake(len(self._tasks))
-        self._start(starting)
+        self.submit([], spread=True)
 
     def _wake(self, count: int) -> int:
         """Wake parked workers for up to ``count`` queued tasks; the number
-        of workers to start for the rest. Lock held."""
-        count = min(count, len(self._tasks)) - self._waking
-        woken = min(max(count, 0), len(self._parked))
+        of workers to start for the rest."""
+        count = max(min(count, len(self._tasks)) - self._waking, 0)
+        woken = min(count, len(self._parked))
         for _ in range(woken):
             self._parked.pop().release()
-        self._waking += max(count, 0)
-        return max(count, 0) - woken
+        self._waking += count
+        return count - woken
 
     def _start(self, count: int) -> None:
         for _ in range(count):
@@ -1314,14 +1501,18 @@ class _Pool:
                 worker.daemon = True
                 worker.start()
             except BaseException as error:  # no thread: settle what waits
-                reason = f"could not start a thread: {_describe(error)}"
-                with self._lock:
-                    self._waking -= 1
-                    dropped = list(self._tasks) if not self._waking else []
-                    if dropped:
-                        self._tasks.clear()
-                for app, task in dropped:
-                    task.abandon(app, reason)
+                self._no_thread(f"could not start a thread: {_describe(error)}")
+
+    def _no_thread(self, reason: str) -> None:
+        """A worker counted in ``_waking`` will never come: when no other is
+        on its way, abandon the queued tasks."""
+        with self._lock:
+            self._waking -= 1
+            dropped = list(self._tasks) if not self._waking else []
+            if dropped:
+                self._tasks.clear()
+        for app, task in dropped:
+            task.abandon(app, reason)
 
     def _work(self) -> None:
         parked = threading.Lock()
@@ -1332,7 +1523,7 @@ class _Pool:
             del item  # an idle worker holds no app
             item = self._take(parked, arriving=False)
 
-    def _run_batch(self, app: Flask, task: Any) -> None:
+    def _run_batch(self, app: Flask, task: _Task) -> None:
         """Run ``task``, then the tasks queued behind it for the same app, in
         one application context, until one fails."""
         context = None
@@ -1346,15 +1537,7 @@ class _Pool:
             task.abandon(app, f"the app context failed: {_describe(error)}")
             return
         try:
-            while task is not None:
-                try:
-                    clean = task.execute(app)
-                except BaseException as error:  # a bug here: settle it anyway
-                    task.abandon(app, f"flask-status failed: {_describe(error)}")
-                    clean = False
-                # A failed check may leave a broken session or g behind: the
-                # tasks after it get a fresh context.
-                task = self._next(app) if clean else None
+            self._run_in_context(app, task)
         finally:
             try:
                 context.pop()
@@ -1362,13 +1545,26 @@ class _Pool:
                 message = "The application context of a status check failed to close."
                 _emit(app, logging.ERROR, message, error=error)
 
-    def _next(self, app: Flask) -> Any:
+    def _run_in_context(self, app: Flask, task: _Task | None) -> None:
+        while task is not None:
+            try:
+                clean = task.execute(app)
+            except BaseException as error:  # a bug here: settle it anyway
+                task.abandon(app, f"flask-status failed: {_describe(error)}")
+                clean = False
+            # A failed check may leave a broken session or g behind: the
+            # tasks after it get a fresh context.
+            task = self._next(app) if clean else None
+
+    def _next(self, app: Flask) -> _Task | None:
         with self._lock:
             if self._tasks and self._tasks[0][0] is app:
                 return self._tasks.popleft()[1]
         return None
 
-    def _take(self, parked: threading.Lock, arriving: bool) -> tuple[Flask, Any] | None:
+    def _take(
+        self, parked: threading.Lock, arriving: bool
+    ) -> tuple[Flask, _Task] | None:
         """The next task, waiting for one while parked; None when it waited
         ``idle`` seconds in vain. ``arriving``: woken or started for a task."""
         while True:
@@ -1391,26 +1587,26 @@ class _Pool:
 
 class _Scheduler:
     """One daemon thread that starts scheduled runs when they are due and
-    gives them up at their deadlines. It holds apps, endpoints and runs
+    gives them up at their deadlines. It holds apps, monitors and runs
     weakly: when an app is collected, its schedule stops, and its entries
     are pruned as the heap grows."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._heap: list[tuple[float, int, Callable[..., None], list[Any]]] = []
+        self._heap: list[tuple[float, int, Callable[..., Any], list[Any]]] = []
         self._order = itertools.count()
         self._prune_at = 64  # heap size at which dead entries are dropped
         self._running = False
 
-    def after(self, endpoint: _Endpoint, app: Flask, run: _Run, seconds: float) -> None:
-        """Start the next run of ``run``'s check ``seconds`` from now."""
-        self._at(time.monotonic() + seconds, _Endpoint.due, endpoint, app, run)
+    def after(self, monitor: _Monitor, app: Flask, run: _Run) -> None:
+        """Start the run that follows ``run`` when its interval has passed."""
+        self._at(time.monotonic() + run.every, _Monitor.due, monitor, app, run)
 
-    def watch(self, endpoint: _Endpoint, app: Flask, run: _Run) -> None:
+    def watch(self, monitor: _Monitor, app: Flask, run: _Run) -> None:
         """Give ``run`` up at its deadline if it has not settled by then."""
-        self._at(run.deadline, _Endpoint.overdue, endpoint, app, run)
+        self._at(run.deadline, _Monitor.expire, monitor, app, run)
 
-    def _at(self, when: float, method: Callable[..., None], *objects: Any) -> None:
+    def _at(self, when: float, method: Callable[..., Any], *objects: Any) -> None:
         refs = [weakref.ref(o) for o in objects]
         with self._cond:
             heapq.heappush(self._heap, (when, next(self._order), method, refs))
@@ -1432,29 +1628,37 @@ class _Scheduler:
 
     def _loop(self) -> None:
         while True:
-            with self._cond:
-                while True:
-                    if not self._heap:
-                        self._running = False
-                        return
-                    wait = self._heap[0][0] - time.monotonic()
-                    if wait <= 0:
-                        _, _, method, refs = heapq.heappop(self._heap)
-                        break
-                    self._cond.wait(min(wait, threading.TIMEOUT_MAX))
+            entry = self._next_due()
+            if entry is None:
+                return
+            method, refs = entry
             objects = [ref() for ref in refs]
             if all(o is not None for o in objects):
                 with contextlib.suppress(BaseException):
                     method(*objects)
-            del objects, method, refs
+            del objects, method, refs, entry
+
+    def _next_due(self) -> tuple[Callable[..., Any], list[Any]] | None:
+        """Wait for the soonest entry to fall due and take it; None, with
+        the thread marked gone, when the heap is empty."""
+        with self._cond:
+            while True:
+                if not self._heap:
+                    self._running = False
+                    return None
+                wait = self._heap[0][0] - time.monotonic()
+                if wait <= 0:
+                    _, _, method, refs = heapq.heappop(self._heap)
+                    return method, refs
+                self._cond.wait(min(wait, threading.TIMEOUT_MAX))
 
 
 def _alive(refs: list[weakref.ref[Any]]) -> bool:
     return all(ref() is not None for ref in refs)
 
 
-# Every endpoint of the process, so that a forked child can start it clean.
-_ENDPOINTS: weakref.WeakSet[_Endpoint] = weakref.WeakSet()
+# Every monitor of the process, so that a forked child can start it clean.
+_MONITORS: weakref.WeakSet[_Monitor] = weakref.WeakSet()
 _pool = _Pool()
 _scheduler = _Scheduler()
 _pid = os.getpid()  # the process whose threads the pool and scheduler hold
@@ -1464,11 +1668,11 @@ _fork_lock = threading.Lock()  # never held in the parent, so free in a child
 def _forked() -> None:
     """In the child of a fork: only the forking thread came along, so the
     workers, the scheduler, the runs in flight and any lock another thread
-    held are left behind. Each endpoint starts clean on its next request."""
+    held are left behind. Each monitor starts clean on its next request."""
     global _pool, _scheduler, _pid
     _pool, _scheduler = _Pool(), _Scheduler()
-    for endpoint in list(_ENDPOINTS):
-        endpoint._reset()
+    for monitor in list(_MONITORS):
+        monitor._reset()
     _pid = os.getpid()  # last: until now, requests wait at _fork_lock
 
 
@@ -1562,11 +1766,15 @@ def _write_json(report: _Report, parts: _Parts, details: bool) -> str:
         payload[field.key] = outcome.value if outcome else parts.static[field.key]
     if "status" in payload:
         payload["status"] = status
-    if report.show_errors:
-        errors = {f.key: o.reason for f, o in report.entries if o and not o.ok}
-        if errors:
-            payload["errors"] = parts.encode(errors)
+    errors = _errors(report) if report.show_errors else None
+    if errors:
+        payload["errors"] = parts.encode(errors)
     return _object(parts.names, payload)
+
+
+def _errors(report: _Report) -> dict[str, str | None]:
+    """Why each failed check of ``report`` failed."""
+    return {f.key: o.reason for f, o in report.entries if o and not o.ok}
 
 
 _HEALTH = {"OK": "pass", "WARN": "warn", "FAIL": "fail"}
@@ -1669,6 +1877,17 @@ _FORMATS = {
 _MIMETYPES = ("application/json", "application/health+json")
 
 
+def _format_name(args: Any) -> str:
+    """The format a request asks for: ``?format=``, which beats the Accept
+    header, else health+json if the client prefers it, else JSON."""
+    if args is None or "format" not in args:
+        return "health" if _prefers_health() else "json"
+    name: str = args["format"]
+    if name not in _FORMATS:
+        abort(400, f"Unknown format {name!r}; use one of: {', '.join(_FORMATS)}.")
+    return name
+
+
 def _prefers_health() -> bool:
     """Whether the request's Accept header prefers application/health+json."""
     return "health+json" in request.environ.get("HTTP_ACCEPT", "") and (
@@ -1676,7 +1895,7 @@ def _prefers_health() -> bool:
     )
 
 
-# -- the command line ---------------------------------------------------------
+# -- the command line: flask status, which runs each endpoint's checks once ---
 
 
 @click.command("status")
@@ -1694,35 +1913,18 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
     a container can use: HEALTHCHECK CMD flask --app main status
     """
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    served: dict[str, FlaskStatus] = app.extensions["status"]
-    if url is not None:
-        try:
-            url = _url(url, "The status URL")
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="--url") from None
-        if url not in served:
-            raise click.BadParameter(
-                f"{url!r} is not served by flask-status; choose one of"
-                f" {', '.join(map(repr, served))}.",
-                param_hint="--url",
-            )
-        served = {url: served[url]}
+    served = _served(app, url)
     excluded = _names(exclude)
     unknown = excluded.difference(*(status._fields for status in served.values()))
     if unknown:
         message = "Cannot exclude %s: no endpoint has such a field."
-        _emit(
-            app,
-            logging.WARNING,
-            message,
-            ", ".join(map(repr, sorted(unknown))),
-            error=None,
-        )
+        shown = ", ".join(map(repr, sorted(unknown)))
+        _emit(app, logging.WARNING, message, shown, error=None)
     failed = False
     for path, status in served.items():
         fields = [f for k, f in status._fields.items() if k not in excluded]
         settings = status._apps[app].settings
-        once = _Endpoint(status, settings, one_shot=True)  # no history
+        once = _OneShot(status, settings)  # fresh runs, no history
         report = once.report(app, fields)
         click.echo(f"{path} {_write_json(report, once.parts(app), True)}")
         failed = failed or report.state == "FAIL"
@@ -1730,7 +1932,25 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
         raise SystemExit(1)
 
 
-# -- ready-made checks: one factory per service an app depends on ------------
+def _served(app: Flask, url: str | None) -> dict[str, FlaskStatus]:
+    """The endpoints ``flask status`` runs: all, or the one at ``--url``."""
+    served: dict[str, FlaskStatus] = app.extensions["status"]
+    if url is None:
+        return served
+    try:
+        url = _url(url, "The status URL")
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--url") from None
+    if url not in served:
+        raise click.BadParameter(
+            f"{url!r} is not served by flask-status; choose one of"
+            f" {', '.join(map(repr, served))}.",
+            param_hint="--url",
+        )
+    return {url: served[url]}
+
+
+# -- ready-made checks: one factory per service an app depends on -------------
 #
 # Each function validates its arguments at once and returns a check for
 # add_field. Client libraries are the app's own: a check uses the object it

@@ -25,6 +25,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+import flask_status
 from flask_status import FlaskStatus
 from flask_status import StatusChange
 
@@ -93,7 +94,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def get(
+def get(client: FlaskClient, url: str = "/api/status") -> tuple[int, Any]:
+    """GET ``url`` through the test client: the status code and the JSON."""
+    response = client.get(url)
+    return response.status_code, response.get_json()
+
+
+def http_get(
     port: int, path: str, headers: dict[str, str] | None = None
 ) -> tuple[int, bytes]:
     """GET http://127.0.0.1:port/path: the status code and the body."""
@@ -167,6 +174,16 @@ def status_threads() -> set[threading.Thread]:
     """The pool's worker threads alive now; tests count those new since a
     snapshot."""
     return {t for t in threading.enumerate() if t.name == "flask-status"}
+
+
+def assert_pool_at_rest() -> None:
+    """Assert the pool's invariant once its work is done: no task is
+    queued, no worker is counted as on its way, and no more workers are
+    parked than are alive."""
+    pool = flask_status._pool
+    wait_for(lambda: not pool._tasks and not pool._waking, "the pool to rest")
+    with pool._lock:
+        assert len(pool._parked) <= len(status_threads())
 
 
 class StalledLogHandler(logging.Handler):

@@ -1,8 +1,9 @@
-"""Status changes: on_change listeners and StatusChange, and the logs of
-failing and recovering checks (STATUS_LOG)."""
+"""Status changes: what listeners hear, in order and once, from a worker
+thread, and how a listener that fails or falls behind is handled."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -10,15 +11,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import StalledLogHandler
 from conftest import Switch
 from conftest import change
+from conftest import get
 from conftest import listener_failures
 from conftest import logged
 from conftest import timeless
 from conftest import wait_for
 from flask import Flask
 from flask import current_app
-from flask.testing import FlaskClient
 
 import flask_status
 from flask_status import FlaskStatus
@@ -27,17 +29,27 @@ from flask_status import StatusChange
 URL = "/readyz"
 
 
-def get(client: FlaskClient, url: str = URL) -> tuple[int, Any]:
-    response = client.get(url)
-    return response.status_code, response.get_json()
-
-
 @pytest.fixture
 def release() -> Iterator[threading.Event]:
     """An event that blocked listeners wait for; set when the test ends."""
     event = threading.Event()
     yield event
     event.set()
+
+
+def serve(app: Flask, check: Switch, results: list[object]) -> None:
+    """Request the status once per result, the check returning each in turn."""
+    client = app.test_client()
+    for result in results:
+        check.result = result
+        client.get("/api/status")
+
+
+class Refusing(logging.Filter):
+    """A log filter that raises, as a full disk or a broken handler might."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        raise RuntimeError("log is full")
 
 
 def test_status_change_is_an_immutable_named_tuple() -> None:
@@ -102,10 +114,10 @@ def test_changes_of_checks_and_of_the_endpoint_in_order(app: Flask) -> None:
         change(None, None, "OK"),
     ]
     before = time.time()
-    assert get(client)[0] == 200
+    assert get(client, URL)[0] == 200
     wait_for(lambda: len(seen) == 2 * len(expected), "the first changes")
     db.result = ZeroDivisionError("division by zero")
-    code, body = get(client)
+    code, body = get(client, URL)
     assert (code, body["errors"]) == (
         503,
         {"db": "ZeroDivisionError: division by zero"},
@@ -115,9 +127,9 @@ def test_changes_of_checks_and_of_the_endpoint_in_order(app: Flask) -> None:
         change(None, "OK", "FAIL"),
     ]
     wait_for(lambda: len(seen) == 2 * len(expected), "the failure")
-    assert get(client)[0] == 503  # failing again: no change
+    assert get(client, URL)[0] == 503  # failing again: no change
     db.result, cache.result = True, False
-    assert get(client) == (
+    assert get(client, URL) == (
         200,
         {
             "status": "WARN",
@@ -135,7 +147,7 @@ def test_changes_of_checks_and_of_the_endpoint_in_order(app: Flask) -> None:
     ]
     wait_for(lambda: len(seen) == 2 * len(expected), "the recovery")
     cache.result = True
-    assert get(client)[0] == 200
+    assert get(client, URL)[0] == 200
     expected += [change("cache", "WARN", "OK"), change(None, "WARN", "OK")]
     wait_for(lambda: len(seen) == 2 * len(expected), "the last changes")
     after = time.time()
@@ -159,11 +171,11 @@ def test_a_reused_cached_result_is_no_new_result(app: Flask) -> None:
     changes: list[StatusChange] = []
     status.on_change(changes.append)
     client = app.test_client()
-    assert get(client) == (200, {"status": "OK", "db": True})
+    assert get(client, URL) == (200, {"status": "OK", "db": True})
     db.result = False
-    assert get(client) == (200, {"status": "OK", "db": True})  # cached
+    assert get(client, URL) == (200, {"status": "OK", "db": True})  # cached
     wait_for(lambda: db.calls == 1 and len(changes) == 2, "the first changes")
-    wait_for(lambda: get(client)[0] == 503, "the cache to expire")
+    wait_for(lambda: get(client, URL)[0] == 503, "the cache to expire")
     wait_for(lambda: len(changes) == 4, "the failure")
     assert db.calls == 2
     assert timeless(changes) == [
@@ -186,7 +198,7 @@ def test_scheduled_runs_report_changes_without_requests(app: Flask) -> None:
     status.add_field("db", db)
     changes: list[StatusChange] = []
     status.on_change(changes.append)
-    assert get(app.test_client()) == (200, {"status": "OK", "db": True})
+    assert get(app.test_client(), URL) == (200, {"status": "OK", "db": True})
     wait_for(lambda: len(changes) == 2, "the first changes")
     db.result = OSError("disk full")
     wait_for(lambda: len(changes) == 4, "the failure, with no request")
@@ -216,7 +228,7 @@ def test_a_raising_listener_is_logged_and_the_others_run(
         raise KeyError("pager")
 
     status.on_change(heard.append)
-    assert get(app.test_client()) == (503, {"status": "FAIL", "db": False})
+    assert get(app.test_client(), URL) == (503, {"status": "FAIL", "db": False})
     wait_for(lambda: len(heard) == 2, "the listener after the broken one")
     failures = listener_failures(app, caplog)
     assert [(r.name, r.levelno, r.getMessage()) for r in failures] == [
@@ -224,7 +236,7 @@ def test_a_raising_listener_is_logged_and_the_others_run(
         for c in heard
     ]
     assert all(r.exc_info is not None and r.exc_info[0] is KeyError for r in failures)
-    assert get(app.test_client()) == (503, {"status": "FAIL", "db": False})
+    assert get(app.test_client(), URL) == (503, {"status": "FAIL", "db": False})
 
 
 def test_a_slow_listener_delays_no_response(
@@ -242,9 +254,9 @@ def test_a_slow_listener_delays_no_response(
 
     client = app.test_client()
     start = time.monotonic()
-    assert get(client) == (200, {"status": "OK", "db": True})
+    assert get(client, URL) == (200, {"status": "OK", "db": True})
     db.result = False
-    assert get(client) == (503, {"status": "FAIL", "db": False})
+    assert get(client, URL) == (503, {"status": "FAIL", "db": False})
     assert time.monotonic() - start < 0.5  # not 5 s, and far under the 2 s timeout
     wait_for(lambda: len(heard) >= 1, "the listener to start")
     assert len(heard) == 1  # blocked on the first change, the others queued
@@ -272,24 +284,13 @@ def test_listeners_never_run_in_the_request_thread(
         release.wait(5)
 
     start = time.monotonic()
-    assert get(app.test_client()) == (503, {"status": "FAIL", "hung": False})
+    assert get(app.test_client(), URL) == (503, {"status": "FAIL", "hung": False})
     assert time.monotonic() - start < 1  # 0.1 s, not the listener's 5 s
     wait_for(lambda: heard, "the listener")
     assert heard[0][0] is not threading.current_thread()
     assert heard[0][1]._replace(at=0.0) == change(
         "hung", None, "FAIL", "timed out after 0.1 s"
     )
-
-
-# -- logs: STATUS_LOG ---------------------------------------------------------
-
-
-def serve(app: Flask, check: Switch, results: list[object]) -> None:
-    """Request the status once per result, the check returning each in turn."""
-    client = app.test_client()
-    for result in results:
-        check.result = result
-        client.get("/api/status")
 
 
 @pytest.mark.parametrize("critical", [True, False])
@@ -386,3 +387,175 @@ def test_bad_log_mode_is_refused_at_setup(app: Flask, how: str, text: str) -> No
         f"{text}; give 'transitions' (log when a check starts failing and when it"
         " recovers) or 'every' (each failed run)."
     )
+
+
+def test_changes_arrive_in_order_though_a_log_handler_stalls_one(
+    app: Flask, gate: threading.Event
+) -> None:
+    """A failure whose ERROR log stalls settled before the recovery that
+    followed it: the listener hears the failure first, and its last overall
+    status is the endpoint's."""
+    db = Switch()
+    status = FlaskStatus(app, url=URL)
+    status.add_field("db", db)
+    heard: list[StatusChange] = []
+    status.on_change(heard.append)
+    client = app.test_client()
+    assert get(client, URL) == (200, {"status": "OK", "db": True})
+    wait_for(lambda: len(heard) == 2, "the first changes")
+    handler = StalledLogHandler(gate)
+    app.logger.addHandler(handler)
+    failed: list[tuple[int, Any]] = []
+    try:
+        db.result = False
+        failing = threading.Thread(
+            target=lambda: failed.append(get(app.test_client(), URL))
+        )
+        failing.start()
+        assert handler.entered.wait(5)  # the failure is settled, its log stalls
+        db.result = True
+        assert get(client, URL) == (200, {"status": "OK", "db": True})
+        gate.set()
+        failing.join(5)
+        wait_for(lambda: len(heard) == 6, "the failure and the recovery")
+    finally:
+        app.logger.removeHandler(handler)
+    assert failed == [(503, {"status": "FAIL", "db": False})]
+    assert handler.messages == ["Check 'db' failed: returned False"]
+    assert timeless(heard) == [
+        change("db", None, "OK"),
+        change(None, None, "OK"),
+        change("db", "OK", "FAIL", "returned False"),
+        change(None, "OK", "FAIL"),
+        change("db", "FAIL", "OK"),
+        change(None, "FAIL", "OK"),
+    ]
+    assert heard[-1].new == get(client, URL)[1]["status"] == "OK"
+
+
+def test_changes_beyond_a_thousand_for_a_stuck_listener_are_dropped(
+    app: Flask, gate: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    results = itertools.cycle([True, False])  # a flapping check: 2 changes each
+    status = FlaskStatus(app, url=URL)
+    status.add_field("db", lambda: next(results))
+    heard: list[StatusChange] = []
+
+    @status.on_change
+    def stuck(change: StatusChange) -> None:
+        heard.append(change)
+        gate.wait(60)  # a pager call that hangs, until the test releases it
+
+    def drops() -> list[tuple[int, str]]:
+        return [
+            (r.levelno, r.getMessage())
+            for r in logged(app, caplog)
+            if "were dropped" in r.getMessage()
+        ]
+
+    client = app.test_client()
+    assert get(client, URL) == (200, {"status": "OK", "db": True})
+    wait_for(lambda: heard, "the listener to hear the first change")
+    expected = [change("db", None, "OK"), change(None, None, "OK")]
+    for n in range(1, 600):
+        ok = n % 2 == 0
+        assert get(client, URL) == (
+            200 if ok else 503,
+            {"status": "OK" if ok else "FAIL", "db": ok},
+        )
+        old, new = ("FAIL", "OK") if ok else ("OK", "FAIL")
+        reason = None if ok else "returned False"
+        expected += [change("db", old, new, reason), change(None, old, new)]
+    assert len(heard) == 1  # stuck on the first of 1200 changes
+    assert drops() == []
+    gate.set()
+    # The newest 1000 are told; the 199 before them are dropped, and said so.
+    last = expected[-1]
+    wait_for(lambda: timeless(heard[-1:]) == [last], "the listener to catch up")
+    assert drops() == [
+        (logging.WARNING, "199 status changes were dropped: the listeners fell behind.")
+    ]
+    assert timeless(heard) == expected[:1] + expected[200:]
+
+
+def test_a_listener_raising_system_exit_stops_no_other(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = Switch(False)
+    status = FlaskStatus(app, url=URL)
+    status.add_field("db", db)
+    heard: list[StatusChange] = []
+
+    @status.on_change
+    def exits(change: StatusChange) -> None:
+        raise SystemExit("the pager called sys.exit")
+
+    status.on_change(heard.append)
+    client = app.test_client()
+    assert get(client, URL) == (503, {"status": "FAIL", "db": False})
+    wait_for(lambda: len(heard) == 2, "the listener after the one that exits", 2)
+    db.result = True
+    assert get(client, URL) == (200, {"status": "OK", "db": True})
+    wait_for(lambda: len(heard) == 4, "the recovery", 2)
+    assert timeless(heard) == [
+        change("db", None, "FAIL", "returned False"),
+        change(None, None, "FAIL"),
+        change("db", "FAIL", "OK"),
+        change(None, "FAIL", "OK"),
+    ]
+    failures = listener_failures(app, caplog)
+    assert [(r.name, r.levelno, r.getMessage()) for r in failures] == [
+        (app.name, logging.ERROR, f"The status listener {exits!r} failed on {c!r}.")
+        for c in heard
+    ]
+    assert all(r.exc_info and r.exc_info[0] is SystemExit for r in failures)
+
+
+def test_a_listener_added_after_requests_hears_the_overall_status_it_left(
+    app: Flask,
+) -> None:
+    db = Switch()
+    status = FlaskStatus(app, url=URL, per_check=True)
+    status.add_field("db", db)
+    status.add_field("cache", lambda: True)
+    client = app.test_client()
+    assert get(client, URL) == (200, {"status": "OK", "db": True, "cache": True})
+    heard: list[StatusChange] = []
+    status.on_change(heard.append)
+    db.result = False
+    assert get(client, f"{URL}/db") == (503, {"status": "FAIL", "db": False})
+    wait_for(lambda: len(heard) == 2, "the failure")
+    assert timeless(heard) == [
+        change("db", "OK", "FAIL", "returned False"),
+        change(None, "OK", "FAIL"),  # not None -> FAIL: it was OK all along
+    ]
+
+
+def test_a_log_that_raises_breaks_no_listener_request_or_worker(app: Flask) -> None:
+    heard: list[StatusChange] = []
+
+    def raising(change: StatusChange) -> None:
+        raise KeyError(change.check)
+
+    db = Switch()
+    status = FlaskStatus(app, url=URL)
+    status.add_field("db", db)
+    status.on_change(raising)  # its failure is logged: the log raises
+    status.on_change(heard.append)
+    status.details_when(lambda: 1 / 0)  # so is this predicate's
+    refusing = Refusing()
+    app.logger.addFilter(refusing)  # the logger is shared by name: undo it
+    try:
+        client = app.test_client()
+        assert get(client, URL + "?exclude=nope") == (200, {"status": "OK"})
+        db.result = False
+        assert get(client, URL) == (503, {"status": "FAIL"})
+        wait_for(lambda: len(heard) == 4, "all four changes, past the raising log")
+    finally:
+        app.logger.removeFilter(refusing)
+    assert timeless(heard) == [
+        change("db", None, "OK"),
+        change(None, None, "OK"),
+        change("db", "OK", "FAIL", "returned False"),
+        change(None, "OK", "FAIL"),
+    ]

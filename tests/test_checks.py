@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from conftest import get
 from conftest import logged
 from flask import Flask
 from flask import current_app
@@ -16,11 +17,6 @@ from flask import g
 from flask.testing import FlaskClient
 
 from flask_status import FlaskStatus
-
-
-def get(client: FlaskClient, url: str = "/api/status") -> tuple[int, Any]:
-    response = client.get(url)
-    return response.status_code, response.get_json()
 
 
 def boom() -> bool:

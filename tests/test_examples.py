@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import Start
 from conftest import free_port
-from conftest import get
+from conftest import http_get
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 REFUSED = (
@@ -40,7 +40,7 @@ def test_main_serves_on_host_and_port_from_the_environment(start: Start) -> None
     port = free_port()
     env = dict(os.environ, HOST="127.0.0.1", PORT=str(port))
     start([sys.executable, str(EXAMPLES / "main.py")], env, port)
-    assert get(port, "/api/status") == (200, b'{"status":"OK"}')
+    assert http_get(port, "/api/status") == (200, b'{"status":"OK"}')
 
 
 @pytest.fixture
@@ -259,8 +259,8 @@ def test_probes_starts_beyond_loopback_with_a_token(
     env = probes_environ(HOST="0.0.0.0", PORT=str(port))
     env["PROBES_TOKEN"] = "s3cret"
     start([sys.executable, str(EXAMPLES / "probes.py")], env, port)
-    assert get(port, "/livez") == (200, b'{"status":"OK"}')
-    assert get(port, "/api/status", {"X-Status-Token": "change-me"})[0] == 401
+    assert http_get(port, "/livez") == (200, b'{"status":"OK"}')
+    assert http_get(port, "/api/status", {"X-Status-Token": "change-me"})[0] == 401
 
 
 def test_probes_serves_on_loopback_with_the_default_token(
@@ -276,7 +276,7 @@ def test_probes_serves_on_loopback_with_the_default_token(
     )
     port = int(env["PORT"])  # and no HOST: 127.0.0.1
     start([sys.executable, str(EXAMPLES / "probes.py")], env, port)
-    code, body = get(port, "/api/status", {"X-Status-Token": "change-me"})
+    code, body = http_get(port, "/api/status", {"X-Status-Token": "change-me"})
     payload = json.loads(body)
     assert (code, payload["status"], payload["database"]) == (200, "WARN", True)
     assert payload["errors"]["cache"].startswith("ConnectionRefusedError: ")

@@ -22,18 +22,14 @@ import pytest
 from conftest import Gunicorn
 from conftest import Start
 from conftest import free_port
-from conftest import get as http_get
+from conftest import get
+from conftest import http_get
 from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_status import FlaskStatus
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here")
-
-
-def get(client: FlaskClient, url: str = "/api/status") -> tuple[int, Any]:
-    response = client.get(url)
-    return response.status_code, response.get_json()
 
 
 def in_child(work: Callable[[], Any], seconds: float = 10) -> tuple[int, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import Start
 from conftest import free_port
-from conftest import get
+from conftest import http_get
 
 APP = textwrap.dedent(
     """\
@@ -88,16 +88,19 @@ def fetch(port: int, path: str) -> tuple[int, str, str, bytes]:
 
 def test_per_check_route_over_http(served: Served) -> None:
     port = served.port
-    assert get(port, "/readyz/db") == (200, b'{"status":"OK","db":2}')
-    assert get(port, "/readyz/version") == (200, b'{"status":"OK","version":"1.2.3"}')
-    assert get(port, "/readyz/nope")[0] == 404
+    assert http_get(port, "/readyz/db") == (200, b'{"status":"OK","db":2}')
+    assert http_get(port, "/readyz/version") == (
+        200,
+        b'{"status":"OK","version":"1.2.3"}',
+    )
+    assert http_get(port, "/readyz/nope")[0] == 404
     served.spool.rmdir()  # not critical: WARN, for the whole and for itself
-    assert get(port, "/readyz/spool") == (200, b'{"status":"WARN","spool":false}')
-    assert get(port, "/readyz/db") == (200, b'{"status":"OK","db":2}')
+    assert http_get(port, "/readyz/spool") == (200, b'{"status":"WARN","spool":false}')
+    assert http_get(port, "/readyz/db") == (200, b'{"status":"OK","db":2}')
     served.database.unlink()
     for _ in range(4):  # no cache: whichever worker answers runs the check
-        assert get(port, "/readyz/db") == (503, b'{"status":"FAIL","db":false}')
-    assert get(port, "/readyz?exclude=db") == (
+        assert http_get(port, "/readyz/db") == (503, b'{"status":"FAIL","db":false}')
+    assert http_get(port, "/readyz?exclude=db") == (
         200,
         b'{"status":"WARN","version":"1.2.3","spool":false}',
     )
@@ -134,4 +137,4 @@ def test_prometheus_scrape_over_http(served: Served) -> None:
     metrics = scrape()
     assert metrics["flask_status_up"] == {"": 0}
     assert metrics["flask_status_check_up"] == {"db": 0, "spool": 1}
-    assert get(served.port, "/readyz")[0] == 503
+    assert http_get(served.port, "/readyz")[0] == 503

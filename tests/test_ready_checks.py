@@ -7,6 +7,7 @@ never answers, and leaves no connections behind."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import shutil
 import socket
@@ -26,6 +27,7 @@ from conftest import Postgres
 from conftest import broker_url
 from conftest import celery_app
 from conftest import free_port
+from conftest import get
 from conftest import server_port
 from conftest import stop
 from conftest import stop_postgres
@@ -50,13 +52,7 @@ def endpoint(
     """An endpoint at ``url`` with one field, ``it``, and reasons shown: a
     GET of it returns the status code and the payload."""
     FlaskStatus(app, url, show_errors=True).add_field("it", check, timeout=timeout)
-    client = app.test_client()
-
-    def get() -> tuple[int, Any]:
-        response = client.get(url)
-        return response.status_code, response.get_json()
-
-    return get
+    return functools.partial(get, app.test_client(), url)
 
 
 def passed(value: object) -> tuple[int, Any]:
@@ -67,16 +63,16 @@ def failed(reason: str) -> tuple[int, Any]:
     return 503, {"status": "FAIL", "it": False, "errors": {"it": reason}}
 
 
-def reason(get: Get) -> str:
+def reason(probe: Get) -> str:
     """The reason of a failed run; the rest of the answer is checked."""
-    code, body = get()
+    code, body = probe()
     assert (code, body) == failed(body["errors"]["it"])
     return str(body["errors"]["it"])
 
 
-def timed(get: Get) -> tuple[tuple[int, Any], float]:
+def timed(probe: Get) -> tuple[tuple[int, Any], float]:
     started = time.monotonic()
-    answer = get()
+    answer = probe()
     return answer, time.monotonic() - started
 
 
@@ -118,9 +114,9 @@ def test_sql_check_passes_on_postgres_and_gives_its_connection_back(
 ) -> None:
     db = engine(postgres.url)
     check = sql_check(db)
-    get = endpoint(app, check)
+    probe = endpoint(app, check)
     for _ in range(200):
-        assert get() == passed(True)
+        assert probe() == passed(True)
     # one connection, idle (no transaction left open), back in the pool
     assert connections(postgres) == ["idle"]
     assert (db.pool.checkedin(), db.pool.checkedout()) == (1, 0)
@@ -136,17 +132,17 @@ def test_sql_check_uses_the_engine_of_flask_sqlalchemy_in_the_app_context(
     flask_sqlalchemy = pytest.importorskip("flask_sqlalchemy")
     app.config["SQLALCHEMY_DATABASE_URI"] = postgres.url
     db = flask_sqlalchemy.SQLAlchemy(app)
-    get = endpoint(app, sql_check(db, "SELECT count(*) FROM pg_class"))
+    probe = endpoint(app, sql_check(db, "SELECT count(*) FROM pg_class"))
     for _ in range(200):
-        assert get() == passed(True)
+        assert probe() == passed(True)
     assert connections(postgres) == ["idle"]
     with app.app_context():
         assert db.engine.pool.checkedout() == 0
 
 
 def test_sql_check_fails_on_a_wrong_password(app: Flask, postgres: Postgres) -> None:
-    get = endpoint(app, sql_check(engine(postgres.url.replace(PASSWORD, "wrong"))))
-    text = reason(get)
+    probe = endpoint(app, sql_check(engine(postgres.url.replace(PASSWORD, "wrong"))))
+    text = reason(probe)
     assert text.startswith(
         "sqlalchemy.exc.OperationalError: (psycopg.OperationalError) connection"
         " failed: "
@@ -155,10 +151,10 @@ def test_sql_check_fails_on_a_wrong_password(app: Flask, postgres: Postgres) -> 
 
 
 def test_sql_check_fails_when_the_server_stops(app: Flask, postgres: Postgres) -> None:
-    get = endpoint(app, sql_check(engine(postgres.url, pool_pre_ping=True)))
-    assert get() == passed(True)
+    probe = endpoint(app, sql_check(engine(postgres.url, pool_pre_ping=True)))
+    assert probe() == passed(True)
     stop_postgres(postgres.process)
-    text = reason(get)
+    text = reason(probe)
     assert text.startswith("sqlalchemy.exc.OperationalError: (psycopg.Operational")
     assert f"port {postgres.port} failed: Connection refused" in text
 
@@ -168,8 +164,8 @@ def test_sql_check_fails_at_connect_timeout_on_a_server_that_never_answers(
 ) -> None:
     silent = server_port(serve("silent"))
     url = f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:{silent}/postgres"
-    get = endpoint(app, sql_check(engine(url)), timeout=3)
-    (code, body), took = timed(get)
+    probe = endpoint(app, sql_check(engine(url)), timeout=3)
+    (code, body), took = timed(probe)
     assert (code, body) == failed(
         "sqlalchemy.exc.OperationalError: (psycopg.errors.ConnectionTimeout)"
         " connection timeout expired\n"
@@ -203,12 +199,12 @@ def test_sql_check_notices_a_locked_sqlite_file_by_reading_it(
         return made[-1]
 
     reads = sql_check(connect, "SELECT count(*) FROM sqlite_master")
-    get = endpoint(app, reads, timeout=3)  # beyond SQLite's, even on a busy machine
-    assert get() == passed(True)
+    probe = endpoint(app, reads, timeout=3)  # beyond SQLite's, even on a busy machine
+    assert probe() == passed(True)
     with exclusive_lock(path):
-        assert get() == failed("sqlite3.OperationalError: database is locked")
+        assert probe() == failed("sqlite3.OperationalError: database is locked")
         assert sql_check(connect)() is True  # SELECT 1 never reads the file
-    assert get() == passed(True)
+    assert probe() == passed(True)
     for connection in made:  # each closed, whether its query passed or not
         with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
             connection.execute("SELECT 1")
@@ -256,9 +252,9 @@ def test_redis_check_passes_with_one_pooled_connection(
     port = server_port(redis_server)
     client = redis_client(port)
     check = redis_check(client)
-    get = endpoint(app, check)
+    probe = endpoint(app, check)
     for _ in range(200):
-        assert get() == passed(True)
+        assert probe() == passed(True)
     assert redis_connections(port) == 1
     assert repr(check) == f"<redis_check PING {client!r}>"
 
@@ -266,8 +262,8 @@ def test_redis_check_passes_with_one_pooled_connection(
 def test_redis_check_fails_on_a_wrong_password(
     app: Flask, redis_server: subprocess.Popen[bytes]
 ) -> None:
-    get = endpoint(app, redis_check(redis_client(server_port(redis_server), "no")))
-    assert get() == failed(
+    probe = endpoint(app, redis_check(redis_client(server_port(redis_server), "no")))
+    assert probe() == failed(
         "redis.exceptions.AuthenticationError: invalid username-password pair"
         " or user is disabled."
     )
@@ -277,18 +273,18 @@ def test_redis_check_fails_at_once_when_the_server_stops(
     app: Flask, redis_server: subprocess.Popen[bytes]
 ) -> None:
     port = server_port(redis_server)
-    get = endpoint(app, redis_check(redis_client(port)))
-    assert get() == passed(True)
+    probe = endpoint(app, redis_check(redis_client(port)))
+    assert probe() == passed(True)
     stop(redis_server)
     # (with redis-py 8's default retries it would time out after 0.8 s)
-    assert get() == failed(refused("redis.exceptions.ConnectionError", port))
+    assert probe() == failed(refused("redis.exceptions.ConnectionError", port))
 
 
 def test_redis_check_fails_at_its_socket_timeout_on_a_server_that_never_answers(
     app: Flask, serve: Callable[[str], subprocess.Popen[bytes]]
 ) -> None:
-    get = endpoint(app, redis_check(redis_client(server_port(serve("silent")))))
-    answer, took = timed(get)
+    probe = endpoint(app, redis_check(redis_client(server_port(serve("silent")))))
+    answer, took = timed(probe)
     assert answer == failed(
         "redis.exceptions.TimeoutError: Timeout reading from socket"
     )
@@ -318,10 +314,10 @@ def test_celery_check_answers_at_the_first_reply_and_never_fails_falsely(
 ) -> None:
     celery = celery_app(broker_url(redis_server))
     check = celery_check(celery, timeout=0.5)
-    get = endpoint(app, check)
+    probe = endpoint(app, check)
     answers, took = [], []
     for _ in range(15):  # probes 0.2 s apart, as a busy load balancer sends
-        answer, seconds = timed(get)
+        answer, seconds = timed(probe)
         answers.append(answer)
         took.append(seconds)
         time.sleep(0.2)
@@ -335,10 +331,10 @@ def test_celery_check_fails_at_its_timeout_when_no_worker_replies(
     redis_server: subprocess.Popen[bytes],
     celery_worker: subprocess.Popen[bytes],
 ) -> None:
-    get = endpoint(app, celery_check(celery_app(broker_url(redis_server))))
-    assert get() == passed(1)
+    probe = endpoint(app, celery_check(celery_app(broker_url(redis_server))))
+    assert probe() == passed(1)
     stop(celery_worker)
-    answer, took = timed(get)
+    answer, took = timed(probe)
     assert answer == failed("TimeoutError: no Celery worker replied within 0.5 s")
     assert took >= 0.5
 
@@ -347,17 +343,17 @@ def test_celery_check_fails_at_once_when_the_broker_stops(
     app: Flask, redis_server: subprocess.Popen[bytes]
 ) -> None:
     port = server_port(redis_server)
-    get = endpoint(app, celery_check(celery_app(broker_url(redis_server))))
+    probe = endpoint(app, celery_check(celery_app(broker_url(redis_server))))
     stop(redis_server)
-    assert get() == failed(refused("kombu.exceptions.OperationalError", port))
+    assert probe() == failed(refused("kombu.exceptions.OperationalError", port))
 
 
 def test_celery_check_fails_at_the_broker_socket_timeout_on_a_silent_broker(
     app: Flask, serve: Callable[[str], subprocess.Popen[bytes]]
 ) -> None:
     broker = f"redis://127.0.0.1:{server_port(serve('silent'))}/0"
-    get = endpoint(app, celery_check(celery_app(broker)))
-    answer, took = timed(get)
+    probe = endpoint(app, celery_check(celery_app(broker)))
+    answer, took = timed(probe)
     assert answer == failed(
         "kombu.exceptions.OperationalError: Timeout reading from socket"
     )
@@ -402,8 +398,8 @@ def test_http_check_fails_at_its_timeout_on_a_server_that_never_answers(
     app: Flask, serve: Callable[[str], subprocess.Popen[bytes]]
 ) -> None:
     port = server_port(serve("silent"))
-    get = endpoint(app, http_check(f"http://127.0.0.1:{port}/", timeout=0.3))
-    answer, took = timed(get)
+    probe = endpoint(app, http_check(f"http://127.0.0.1:{port}/", timeout=0.3))
+    answer, took = timed(probe)
     assert answer == failed(
         f"TimeoutError: 127.0.0.1:{port} did not answer within 0.3 s"
     )
@@ -425,8 +421,8 @@ def test_tcp_check_fails_at_its_timeout_when_connecting_hangs(
     port = server_port(serve("unaccepting"))
     with contextlib.suppress(OSError):  # take its one place, if still free
         socket.create_connection(("127.0.0.1", port), timeout=0.1)
-    get = endpoint(app, tcp_check("127.0.0.1", port, timeout=0.3))
-    answer, took = timed(get)
+    probe = endpoint(app, tcp_check("127.0.0.1", port, timeout=0.3))
+    answer, took = timed(probe)
     assert answer == failed(
         f"TimeoutError: 127.0.0.1:{port} did not answer within 0.3 s"
     )
@@ -594,9 +590,9 @@ def test_memory_check_shows_available_memory_and_fails_below_the_minimum(
 ) -> None:
     total = meminfo("MemTotal")
     passing = memory_check(min_available=0.0001)
-    get = endpoint(app, passing, url="/passing")
+    probe = endpoint(app, passing, url="/passing")
     above = endpoint(app, memory_check(min_available=total + 1), url="/above")
-    code, body = get()
+    code, body = probe()
     assert (code, body) == passed(body["it"])
     assert abs(body["it"] - meminfo("MemAvailable")) < total / 20
     assert repr(passing) == "<memory_check at least 0.01% available>"

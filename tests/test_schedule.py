@@ -13,9 +13,9 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from conftest import get
 from conftest import wait_for
 from flask import Flask
 from flask.testing import FlaskClient
@@ -23,11 +23,6 @@ from flask.testing import FlaskClient
 import flask_status
 from flask_status import FlaskStatus
 from flask_status import StatusChange
-
-
-def get(client: FlaskClient, url: str = "/api/status") -> tuple[int, Any]:
-    response = client.get(url)
-    return response.status_code, response.get_json()
 
 
 def threads(name: str) -> set[threading.Thread]:
@@ -438,3 +433,28 @@ def test_flask_status_runs_each_check_once(app: Flask) -> None:
         ("plain", None, "OK"),
         (None, None, "OK"),
     ]
+
+
+def test_scheduled_checks_that_fall_due_together_each_get_a_worker(
+    app: Flask,
+) -> None:
+    """Three checks that can pass only side by side: each scheduled run
+    meets the other two. Run one after another on one worker, the first
+    waits in vain and every one fails."""
+    barrier = threading.Barrier(3)
+
+    def meet() -> bool:
+        barrier.wait(timeout=0.5)
+        return True
+
+    status = FlaskStatus(app, every=0.1)
+    for key in ("a", "b", "c"):
+        status.add_field(key, meet)
+    heard: list[StatusChange] = []
+    status.on_change(heard.append)
+    client = app.test_client()
+    ok = {"status": "OK", "a": True, "b": True, "c": True}
+    assert get(client) == (200, ok)
+    time.sleep(1.0)  # ten scheduled rounds
+    assert get(client) == (200, ok)
+    assert [(c.check, c.new) for c in heard if c.new != "OK"] == []

@@ -7,6 +7,7 @@ import datetime
 import functools
 import inspect
 import threading
+from pathlib import Path
 from typing import Any
 from typing import Callable
 
@@ -16,6 +17,7 @@ from flask import abort
 from flask import request
 from flask.json.provider import DefaultJSONProvider
 
+import flask_status
 from flask_status import FlaskStatus
 
 MAX = f"(threading.TIMEOUT_MAX, {threading.TIMEOUT_MAX:.0f})"
@@ -449,3 +451,18 @@ def test_the_longest_wait_python_can_do_is_accepted(app: Flask) -> None:
             200,
             b'{"status":"OK","db":true,"cache":1}',
         )
+
+
+def test_every_setting_is_a_keyword_a_field_and_documented() -> None:
+    """A setting lives in _SETTINGS, _Settings, FlaskStatus's signature and
+    docstring, and the README's table: one left out is a setting half-added."""
+    names = [s.name for s in flask_status._SETTINGS]
+    assert tuple(names) == flask_status._Settings._fields
+    parameters = inspect.signature(FlaskStatus).parameters
+    assert [n for n in parameters if n not in ("app", "authenticator")] == names
+    doc = inspect.getdoc(FlaskStatus) or ""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for setting in flask_status._SETTINGS:
+        assert f":param {setting.name}:" in doc
+        assert f"``{setting.key}``" in doc
+        assert f"| `{setting.name}` | `{setting.key}` |" in readme
