@@ -1992,9 +1992,11 @@ def sql_check(target: Any, query: str = "SELECT 1") -> Callable[[], bool]:
     .. code-block:: python
 
         status.add_field("database", sql_check(db))  # Flask-SQLAlchemy
-        status.add_field(
-            "audit", sql_check(lambda: sqlite3.connect("audit.db", timeout=0.3))
-        )
+        def audit():  # read-only: a missing file fails, and is not created
+            return sqlite3.connect("file:audit.db?mode=ro", uri=True, timeout=0.3)
+
+        reads = "SELECT count(*) FROM sqlite_master"  # notices a locked file
+        status.add_field("audit", sql_check(audit, reads))
     """
     if not isinstance(query, str):
         raise TypeError(f"The query must be a string of SQL, not {query!r}.")
@@ -2064,6 +2066,12 @@ def redis_check(client: Any) -> Callable[[], bool]:
 
     def probe() -> bool:
         answer = ping()
+        if inspect.iscoroutine(answer):  # redis.asyncio: truthy, never sent
+            answer.close()
+            raise TypeError(
+                "PING gave a coroutine; give redis_check a client that answers"
+                " at once, such as redis.Redis(), not an asyncio one."
+            )
         if not answer:
             raise RuntimeError(f"PING answered {answer!r}")
         return True
@@ -2118,34 +2126,39 @@ def http_check(
 
         status.add_field("payments", http_check("https://payments.internal/livez"))
     """
-    from urllib.parse import urlsplit
-
-    if not isinstance(url, str):
-        raise TypeError(f"The URL must be a string, not {url!r}.")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(
-            f"The URL {url!r} is not an http or https URL with a host; give one"
-            " such as 'http://127.0.0.1:8080/livez'."
-        )
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    scheme, host, port, target = _http_url(url)
     seconds = _seconds(timeout, "The timeout", "above")
     codes = _status_codes(expect)
-    target = parts.path or "/"
-    target += f"?{parts.query}" if parts.query else ""
 
     def probe() -> int:
-        where = f"{parts.hostname}:{port}"
-        get = functools.partial(
-            _http_get, parts.scheme, parts.hostname or "", port, target, seconds
-        )
-        code = _answered(where, seconds, get)
+        get = functools.partial(_http_get, scheme, host, port, target, seconds)
+        code = _answered(f"{host}:{port}", seconds, get)
         if code not in codes:
             raise RuntimeError(f"HTTP {code}")
         return code
 
     what = f"http_check GET {url}, expect {_ranges(codes)}"
     return _ReadyCheck(what, probe)
+
+
+def _http_url(url: object) -> tuple[str, str, int, str]:
+    """The scheme, host, port and request target of an http or https URL."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str):
+        raise TypeError(f"The URL must be a string, not {url!r}.")
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # not a number, or out of range
+        port = 0
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port:
+        raise ValueError(
+            f"The URL {url!r} is not an http or https URL with a host and a"
+            " valid port; give one such as 'http://127.0.0.1:8080/livez'."
+        )
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, parts.hostname, port, target
 
 
 def _status_codes(expect: object) -> frozenset[int]:

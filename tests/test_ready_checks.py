@@ -195,7 +195,10 @@ def test_sql_check_notices_a_locked_sqlite_file_by_reading_it(
     made: list[sqlite3.Connection] = []
 
     def connect() -> sqlite3.Connection:
-        made.append(sqlite3.connect(path, timeout=0.1, check_same_thread=False))
+        uri = f"file:{path}?mode=ro"  # as the README has it
+        made.append(
+            sqlite3.connect(uri, uri=True, timeout=0.1, check_same_thread=False)
+        )
         return made[-1]
 
     reads = sql_check(connect, "SELECT count(*) FROM sqlite_master")
@@ -289,6 +292,17 @@ def test_redis_check_fails_at_its_socket_timeout_on_a_server_that_never_answers(
         "redis.exceptions.TimeoutError: Timeout reading from socket"
     )
     assert took >= 0.3  # its own timeout (the field's, 0.8 s, would say so)
+
+
+def test_redis_check_fails_with_an_asyncio_client_instead_of_passing(
+    app: Flask, redis_server: subprocess.Popen[bytes]
+) -> None:
+    asyncio_redis = pytest.importorskip("redis.asyncio")
+    client = asyncio_redis.Redis(port=server_port(redis_server), password=PASSWORD)
+    assert endpoint(app, redis_check(client))() == failed(
+        "TypeError: PING gave a coroutine; give redis_check a client that answers"
+        " at once, such as redis.Redis(), not an asyncio one."
+    )
 
 
 class Replica:
@@ -468,7 +482,14 @@ def test_tcp_check_fails_at_its_timeout_when_connecting_hangs(
         (
             lambda: http_check("ftp://files.internal/"),
             "ValueError: The URL 'ftp://files.internal/' is not an http or https"
-            " URL with a host; give one such as 'http://127.0.0.1:8080/livez'.",
+            " URL with a host and a valid port; give one such as"
+            " 'http://127.0.0.1:8080/livez'.",
+        ),
+        (
+            lambda: http_check("http://api.internal:80800/livez"),
+            "ValueError: The URL 'http://api.internal:80800/livez' is not an http"
+            " or https URL with a host and a valid port; give one such as"
+            " 'http://127.0.0.1:8080/livez'.",
         ),
         (
             lambda: http_check("http://x/", expect=range(200, 200)),
