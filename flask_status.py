@@ -30,12 +30,15 @@ app depends on.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import copy
 import datetime
 import functools
+import hashlib
 import heapq
+import html
 import inspect
 import itertools
 import json
@@ -47,6 +50,7 @@ import time
 import weakref
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 from typing import NamedTuple
@@ -84,6 +88,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 A = TypeVar("A", bound=Authenticator)
 L = TypeVar("L", bound=Callable[["StatusChange"], Any])
 P = TypeVar("P", bound=Callable[[], Any])
+T = TypeVar("T")
 
 
 # -- the public API: FlaskStatus, whose view answers each request -------------
@@ -131,6 +136,10 @@ class FlaskStatus:
     :param every: run checks in the background every so many seconds, and
         answer requests with the latest result; ``0`` runs them on request
         [``STATUS_EVERY``, ``0``].
+    :param fail_after: failed runs in a row after which a check that passed
+        counts as failing [``STATUS_FAIL_AFTER``, ``1``].
+    :param recover_after: passing runs in a row after which a check that
+        failed counts as passing again [``STATUS_RECOVER_AFTER``, ``1``].
     :param show_errors: show why checks failed in the response
         [``STATUS_SHOW_ERRORS``, ``False``].
     :param workers: checks of this endpoint that may run at once
@@ -140,6 +149,13 @@ class FlaskStatus:
         [``STATUS_LOG``, ``"transitions"``].
     :param per_check: also serve ``<url>/<key>`` for each field
         [``STATUS_PER_CHECK``, ``False``].
+    :param html: answer an HTML page to requests whose ``Accept`` header
+        prefers ``text/html`` to JSON, as browsers' does; ``False`` keeps JSON
+        for them, and ``?format=html`` still answers the page
+        [``STATUS_HTML``, ``True``].
+    :param quiet_access_log: keep successful (2xx) requests to this
+        instance's URLs out of the access logs of Flask's development server
+        and of gunicorn [``STATUS_QUIET_ACCESS_LOG``, ``False``].
 
     .. code-block:: python
 
@@ -161,10 +177,14 @@ class FlaskStatus:
         timeout: float | None = None,
         cache: float | None = None,
         every: float | None = None,
+        fail_after: int | None = None,
+        recover_after: int | None = None,
         show_errors: bool | None = None,
         workers: int | None = None,
         log: str | None = None,
         per_check: bool | None = None,
+        html: bool | None = None,
+        quiet_access_log: bool | None = None,
     ) -> None:
         given = locals()  # each setting is a parameter of the same name
         self._given = {
@@ -173,6 +193,9 @@ class FlaskStatus:
             if given[s.name] is not None
         }
         self._fields: dict[str, _Field] = {}
+        self._groups: dict[str, _Group] = {}  # by URL, in the order added
+        # The group each route answers for, by Flask endpoint name.
+        self._routes: dict[str | None, _Group] = {}
         self._guarded: View = self._respond
         self._authenticator: Authenticator | None = None
         self._details: Callable[[], Any] | None = None
@@ -202,38 +225,84 @@ class FlaskStatus:
                 " FlaskStatus to serve a second URL."
             )
         settings = _Settings(*[self._setting(app, s) for s in _SETTINGS])
-        self._route(app, settings)
+        groups = [_Group(settings.url), *self._groups.values()]
+        rules = _rules(app)
+        for group in groups:  # each refused before any is routed
+            what = "this FlaskStatus" if group is groups[0] else "the group"
+            _refuse_taken(app, rules, group.url, settings.per_check, what)
+            rules += _planned(group.url, settings.per_check)
+        for group in groups:
+            self._add_routes(app, settings.per_check, group)
         if "status" not in app.cli.commands:  # the app's own command stays
             app.cli.add_command(_status_command)
         self._apps[app] = monitor = _Monitor(self, settings)
         _MONITORS.add(monitor)
+        _quiet_access.watch(monitor)
 
-    def _route(self, app: Flask, settings: _Settings) -> None:
-        """Route the URL, and with ``per_check`` the URLs below it, to this
-        instance, unless one is taken."""
-        url = settings.url
-        if settings.per_check and url == "/":
-            raise ValueError(
-                "Per-check routes at the URL '/' would answer every one-segment"
-                " path of the app; give this FlaskStatus another url."
-            )
-        served: dict[str, FlaskStatus] = app.extensions.setdefault("status", {})
-        below = f"{url.rstrip('/')}/"  # where per-check routes would answer
-        taken = _taken(app, url, below if settings.per_check else None)
-        if url in served or taken:
-            raise ValueError(
-                f"The URL {(taken or [url])[0]!r} is already routed on {app!r};"
-                " give this FlaskStatus another url."
-            )
+    def _add_routes(self, app: Flask, per_check: bool, group: _Group) -> None:
+        """Route ``group``'s URL, and with ``per_check`` the URLs below it,
+        to this instance's view."""
         options: dict[str, Any] = dict(
             methods=["GET"],  # and HEAD; anything else is 405, OPTIONS too
             provide_automatic_options=False,
         )
-        app.add_url_rule(url, f"status:{url}", self._view, **options)
-        if settings.per_check:
-            each = f"{below}<key>"
-            app.add_url_rule(each, f"status:{each}", self._view, **options)
-        served[url] = self
+        for rule, endpoint in _planned(group.url, per_check):
+            app.add_url_rule(rule, endpoint, self._view, **options)
+            self._routes[endpoint] = group
+        app.extensions.setdefault("status", {})[group.url] = self
+
+    def group(
+        self,
+        url: str,
+        *,
+        include: Iterable[str] | None = None,
+        exclude: Iterable[str] | None = None,
+        public: bool = False,
+    ) -> None:
+        """Serve ``url`` too, over the same runs of the same checks.
+
+        A group shares the instance's message, settings, runs, cache,
+        schedule, history and listeners; its status, HTTP code and every
+        format are judged from its own fields only, and with ``per_check``
+        it answers ``<url>/<key>`` for its own fields. It is served on every
+        app the instance serves, now and after later :meth:`init_app` calls.
+
+        :param url: where to serve it: a plain path.
+        :param include: the only fields it shows, in the order they were
+            added; an empty list shows none, only the message.
+        :param exclude: the fields it leaves out; fields added later are in.
+        :param public: serve it without the authenticator and never with
+            details: every format answers with the status alone, and the
+            same HTTP code.
+        :raises TypeError: if ``include`` or ``exclude`` is not a list of
+            field keys, or ``public`` not a bool.
+        :raises ValueError: if both ``include`` and ``exclude`` are given, a
+            name is no field yet, or the URL is not a plain path or is taken
+            on an app the instance serves.
+
+        .. code-block:: python
+
+            status = FlaskStatus(app)  # /api/status: every field
+            status.group("/livez", include=[])  # no checks at all
+            status.group("/readyz", exclude=["billing"], public=True)
+        """
+        group = _Group(
+            _url(url, "The group URL"),
+            *_selection(include, exclude, self._fields),
+            _bool(public, "The public option"),
+        )
+        if group.url in self._groups:
+            raise ValueError(
+                f"This FlaskStatus already serves the group {group.url!r}; give"
+                " the group another url."
+            )
+        served = list(self._apps.items())
+        for app, monitor in served:  # each refused before any is routed
+            per_check = monitor.settings.per_check
+            _refuse_taken(app, _rules(app), group.url, per_check, "the group")
+        for app, monitor in served:
+            self._add_routes(app, monitor.settings.per_check, group)
+        self._groups = {**self._groups, group.url: group}
 
     def _setting(self, app: Flask, setting: _Setting) -> Any:
         if setting.name in self._given:
@@ -253,6 +322,8 @@ class FlaskStatus:
         timeout: float | None = None,
         cache: float | None = None,
         every: float | None = None,
+        fail_after: int | None = None,
+        recover_after: int | None = None,
     ) -> None:
         """Add ``key`` to the payload: a static JSON value, or a check.
 
@@ -272,6 +343,11 @@ class FlaskStatus:
             own ``cache`` runs on request. Default: the endpoint's.
         :param every: run this check in the background every so many
             seconds; ``0`` runs it on request. Default: the endpoint's.
+        :param fail_after: failed runs in a row after which a passing check
+            counts as failing; until then its field shows ``false`` but the
+            status stays ``"OK"``. Default: the endpoint's.
+        :param recover_after: passing runs in a row after which a failing
+            check counts as passing again. Default: the endpoint's.
         :raises TypeError: if ``key`` is not a string, ``value`` is neither
             JSON nor callable, or the callable needs arguments.
         :raises ValueError: if ``key`` is empty, reserved or already added,
@@ -282,13 +358,18 @@ class FlaskStatus:
             status.add_field("version", "1.4.2")
             status.add_field("cache", ping_cache, critical=False, timeout=0.2)
             status.add_field("billing", ping_billing, every=30)
+            status.add_field("search", ping_search, fail_after=3)
         """
         _new_key(key, self._fields)
         if callable(value):
             _needs_no_arguments(key, value)
-        elif (critical, timeout, cache, every) != (True, None, None, None):
+        elif (critical, timeout, cache, every, fail_after, recover_after) != (
+            True,
+            *[None] * 5,
+        ):
             raise TypeError(
-                f"critical, timeout, cache and every apply to checks, but field"
+                "critical, timeout, cache, every, fail_after and recover_after"
+                f" apply to checks, but field"
                 f" {key!r} is the static value {value!r}; pass a callable instead."
             )
         else:
@@ -307,6 +388,8 @@ class FlaskStatus:
             _optional(_duration, timeout, "The timeout"),
             _optional(_interval, cache, "The cache"),
             _optional(_interval, every, "The every interval"),
+            _optional(_count, fail_after, "The fail_after option"),
+            _optional(_count, recover_after, "The recover_after option"),
         )
         # A new dict, not an update: requests under way keep the one they read.
         self._fields = {**self._fields, key: field}
@@ -323,6 +406,8 @@ class FlaskStatus:
         timeout: float | None = None,
         cache: float | None = None,
         every: float | None = None,
+        fail_after: int | None = None,
+        recover_after: int | None = None,
     ) -> Callable[[F], F]: ...
 
     def field(self, name: str | F | None = None, **options: Any) -> Any:
@@ -332,8 +417,8 @@ class FlaskStatus:
         is returned unchanged.
 
         :param name: the payload key.
-        :param options: ``critical``, ``timeout``, ``cache`` and ``every``, as
-            for :meth:`add_field`.
+        :param options: ``critical``, ``timeout``, ``cache``, ``every``,
+            ``fail_after`` and ``recover_after``, as for :meth:`add_field`.
 
         .. code-block:: python
 
@@ -457,45 +542,59 @@ class FlaskStatus:
     # The request: the view the authenticator wraps, and what it answers.
 
     def _view(self, **kwargs: Any) -> Any:
+        if self._routes[request.endpoint].public:
+            return self._respond(**kwargs)
         return self._guarded(**kwargs)
 
     def _respond(self, key: str | None = None) -> Response:
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-        monitor = self._apps[app]
+        monitor, group = self._apps[app], self._routes[request.endpoint]
         # Most probes send no query: then nothing is parsed.
         args = request.args if request.environ.get("QUERY_STRING") else None
-        chosen = self._chosen(app, monitor, key, args)
-        name = _format_name(args)
-        report = monitor.report(app, chosen)
-        details = self._details is None or self._shows_details(app)
+        chosen = self._chosen(app, monitor, group, key, args)
+        name = _negotiate(args, monitor.settings.html)
+        report = monitor.report(app, group.url, chosen)
+        details = not group.public and (
+            self._details is None or self._shows_details(app)
+        )
         writer = _FORMATS[name]
         response: Response = app.response_class(
             writer.write(report, monitor.parts(app), details),
             200 if name == "prometheus" else report.code,  # a scrape never fails
+            headers=writer.headers,
             content_type=writer.content_type,
         )
         response.headers["Cache-Control"] = "no-store"
         return response
 
     def _chosen(
-        self, app: Flask, monitor: _Monitor, key: str | None, args: Any
+        self, app: Flask, monitor: _Monitor, group: _Group, key: str | None, args: Any
     ) -> list[_Field]:
-        """The fields a request asks for: one per-check route's, all but
-        those ``?exclude=`` names, or all."""
-        fields = self._fields
+        """The fields of ``group`` a request asks for: one per-check route's,
+        all but those ``?exclude=`` names, or all."""
+        fields = group.select(self._fields)
         if key is not None:
             if key not in fields:
                 abort(404)
             return [fields[key]]
         if args is not None and "exclude" in args:
-            excluded = monitor.exclusions(app, args.getlist("exclude"))
+            excluded = monitor.exclusions(app, group.url, args.getlist("exclude"))
             return [f for k, f in fields.items() if k not in excluded]
         return list(fields.values())
 
     def _shows_details(self, app: Flask) -> bool:
+        """Whether the predicate shows this request the details: an ``async
+        def`` one is awaited, and one that raises anything, ``SystemExit``
+        included, is logged and shows nothing."""
+        shown = None
         try:
-            return bool(self._details())  # type: ignore[misc]
-        except Exception as error:
+            shown = self._details()  # type: ignore[misc]
+            if inspect.iscoroutine(shown):
+                shown = asyncio.run(shown)
+            return bool(shown)
+        except BaseException as error:
+            if inspect.iscoroutine(shown):
+                shown.close()  # never awaited: say nothing more of it
             message = "The details predicate %r raised."
             _emit(app, logging.ERROR, message, self._details, error=error)
             return False
@@ -504,14 +603,82 @@ class FlaskStatus:
 # -- settings: each with its default and the validator beside it --------------
 
 
-def _taken(app: Flask, url: str, below: str | None) -> list[str]:
-    """The rules of ``app`` that answer ``url``, or with ``below`` a path of
-    one more segment below it."""
-    return [
-        rule.rule
-        for rule in app.url_map.iter_rules()
-        if rule.rule == url or (below is not None and _below(rule.rule, below))
-    ]
+Rules = list[tuple[str, str]]  # each rule of an app, with its endpoint
+
+
+def _rules(app: Flask) -> Rules:
+    return [(rule.rule, rule.endpoint) for rule in app.url_map.iter_rules()]
+
+
+def _planned(url: str, per_check: bool) -> Rules:
+    """The rules that serve a status URL: it, and ``<url>/<key>``."""
+    rules = [(url, f"status:{url}")]
+    if per_check:
+        each = f"{url.rstrip('/')}/<key>"
+        rules.append((each, f"status:{each}"))
+    return rules
+
+
+def _refuse_taken(
+    app: Flask, rules: Rules, url: str, per_check: bool, what: str
+) -> None:
+    """Refuse ``url`` if one of ``rules`` answers it, or with ``per_check``
+    a path one segment below it; ``what`` is whose URL it is."""
+    if per_check and url == "/":
+        raise ValueError(
+            "Per-check routes at the URL '/' would answer every one-segment"
+            f" path of the app; give {what} another url."
+        )
+    below = f"{url.rstrip('/')}/"  # where per-check routes would answer
+    for rule, endpoint in rules:
+        if rule == url or (per_check and _below(rule, below)):
+            raise ValueError(
+                f"The URL {rule!r} is already routed on {app!r}; give {what}"
+                " another url."
+            )
+        if endpoint.startswith("status:") and _answers(rule, url):
+            raise ValueError(
+                f"The URL {url!r} is answered by the per-check route {rule!r}"
+                f" on {app!r}; give {what} another url."
+            )
+
+
+def _answers(rule: str, url: str) -> bool:
+    """Whether the per-check ``rule`` (``<prefix>/<key>``) answers ``url``."""
+    return rule.endswith("/<key>") and _below(url, rule[: -len("<key>")])
+
+
+def _selection(
+    include: Iterable[str] | None,
+    exclude: Iterable[str] | None,
+    fields: dict[str, _Field],
+) -> tuple[tuple[str, ...] | None, frozenset[str]]:
+    """A group's ``include`` and ``exclude``, checked against ``fields``."""
+    if include is not None and exclude is not None:
+        raise ValueError(
+            f"A group takes include or exclude, not both, but got include="
+            f"{include!r} and exclude={exclude!r}; list the fields it shows, or"
+            " those it leaves out."
+        )
+    if include is not None:
+        return tuple(_field_keys(include, "include", fields)), frozenset()
+    return None, frozenset(_field_keys(exclude or (), "exclude", fields))
+
+
+def _field_keys(names: object, option: str, fields: dict[str, _Field]) -> list[str]:
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise TypeError(
+            f"The {option} option must be a list of field keys, not {names!r};"
+            f" write {option}=[{names!r}] for one."
+        )
+    keys = list(names)
+    for key in keys:
+        if key not in fields:
+            raise ValueError(
+                f"{key!r} in the {option} option is no field of this FlaskStatus"
+                " yet; add the field before the group."
+            )
+    return keys
 
 
 def _below(rule: str, prefix: str) -> bool:
@@ -533,6 +700,12 @@ def _url(value: object, what: str) -> str:
         raise ValueError(
             f"{what} {value!r} has a variable part, a query or a fragment, which"
             " a status route can never answer; give a plain path such as"
+            " '/api/status'."
+        )
+    if "%" in value:
+        raise ValueError(
+            f"{what} {value!r} has a percent-escape, which Flask would match only"
+            " as those very characters; write the path unescaped, such as"
             " '/api/status'."
         )
     return value if value.startswith("/") else f"/{value}"
@@ -611,8 +784,8 @@ def _interval(value: object, what: str) -> float:
 
 
 def _optional(
-    validate: Callable[[object, str], float], value: object, what: str
-) -> float | None:
+    validate: Callable[[object, str], T], value: object, what: str
+) -> T | None:
     return None if value is None else validate(value, what)
 
 
@@ -624,7 +797,7 @@ def _bool(value: object, what: str) -> bool:
     return value
 
 
-def _workers(value: object, what: str) -> int:
+def _count(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(
             f"{what} must be an int, not {value!r}.{_env_hint(value, what)}"
@@ -667,10 +840,14 @@ _SETTINGS = (
     _Setting("timeout", "The timeout", 0.8, _duration),
     _Setting("cache", "The cache", 0.0, _interval),
     _Setting("every", "The every interval", 0.0, _interval),
+    _Setting("fail_after", "The fail_after option", 1, _count),
+    _Setting("recover_after", "The recover_after option", 1, _count),
     _Setting("show_errors", "The show_errors option", False, _bool),
-    _Setting("workers", "The number of workers", 8, _workers),
+    _Setting("workers", "The number of workers", 8, _count),
     _Setting("log", "The log mode", "transitions", _log_mode),
     _Setting("per_check", "The per_check option", False, _bool),
+    _Setting("html", "The html option", True, _bool),
+    _Setting("quiet_access_log", "The quiet_access_log option", False, _bool),
 )
 
 
@@ -684,10 +861,14 @@ class _Settings(NamedTuple):
     timeout: float
     cache: float
     every: float
+    fail_after: int
+    recover_after: int
     show_errors: bool
     workers: int
     log: str
     per_check: bool
+    html: bool
+    quiet_access_log: bool
 
 
 class _Field(NamedTuple):
@@ -698,6 +879,26 @@ class _Field(NamedTuple):
     timeout: float | None = None
     cache: float | None = None
     every: float | None = None
+    fail_after: int | None = None
+    recover_after: int | None = None
+
+
+class _Group(NamedTuple):
+    """A URL of a FlaskStatus and the fields it shows: the instance's own
+    URL, with all of them, or a group's."""
+
+    url: str
+    include: tuple[str, ...] | None = None  # only these
+    exclude: frozenset[str] = frozenset()  # all but these
+    public: bool = False  # no authenticator, no details
+
+    def select(self, fields: dict[str, _Field]) -> dict[str, _Field]:
+        """The fields of ``fields`` this URL shows, in their order."""
+        if self.include is not None:
+            return {k: f for k, f in fields.items() if k in self.include}
+        if self.exclude:
+            return {k: f for k, f in fields.items() if k not in self.exclude}
+        return fields
 
 
 def _json_value(what: str, value: object) -> None:
@@ -739,10 +940,42 @@ class _Outcome(NamedTuple):
     reason: str | None  # why it failed
     at: float  # when, in seconds since the epoch
     duration: float  # seconds the run took, or until it was given up
+    # The check's status once this run counted, set when the run settles:
+    status: str = ""  # "OK", "WARN" or "FAIL", as fail_after/recover_after judge
+    since: float = 0.0  # when that status began, in seconds since the epoch
+    failures: int = 0  # failed runs in a row, this one included
 
 
-def _state(outcome: _Outcome, critical: bool) -> str:
-    return "OK" if outcome.ok else "FAIL" if critical else "WARN"
+class _Streak:
+    """A check's status over its runs, counted under its monitor's lock.
+
+    The first run sets the status. After it, a passing check turns failing
+    only after ``fail_after`` failed runs in a row, and a failing one passes
+    again only after ``recover_after`` passing runs in a row.
+    """
+
+    __slots__ = ("failures", "passes", "since", "status")
+
+    def __init__(self) -> None:
+        self.status: str | None = None
+        self.since = 0.0
+        self.failures = 0  # failed runs in a row
+        self.passes = 0  # passing runs in a row
+
+    def count(
+        self, outcome: _Outcome, failing: str, fail_after: int, recover_after: int
+    ) -> str | None:
+        """Count one run in; returns the status before it."""
+        old = self.status
+        if outcome.ok:
+            self.passes, self.failures = self.passes + 1, 0
+            new = "OK" if old is None or self.passes >= recover_after else old
+        else:
+            self.passes, self.failures = 0, self.failures + 1
+            new = failing if old is None or self.failures >= fail_after else old
+        if new != old:
+            self.status, self.since = new, outcome.at
+        return old
 
 
 class _Report(NamedTuple):
@@ -967,7 +1200,7 @@ class _Monitor:
     have yet to hear. It never refers to the app: whoever has it passes it.
 
     The transitions are :meth:`_join` (a request joins runs, or starts
-    them), :meth:`_finish` (a call returned), :meth:`_expire` (a deadline
+    them), :meth:`finish` (a call returned), :meth:`expire` (a deadline
     passed) and :meth:`due` (a schedule fell due).
     """
 
@@ -977,6 +1210,7 @@ class _Monitor:
         self.status = status
         self.settings = settings
         self.logs_every_failure = settings.log == "every"
+        self.main = _Group(settings.url)  # the instance's own URL on this app
         self._parts: _Parts | None = None
         self._reset()
 
@@ -985,7 +1219,8 @@ class _Monitor:
         threads' locks, runs and workers did not come along."""
         self.lock = threading.Lock()
         self.runs: dict[str, _Run] = {}  # the latest run of each check
-        self.states: dict[str | None, str] = {}  # the last status of each
+        self.streaks: dict[str, _Streak] = {}  # each check's status over runs
+        self.overall: dict[str, str] = {}  # each URL's status, for listeners
         self.running = 0  # runs holding one of the workers
         # Runs wait here for one of this monitor's workers rather than in the
         # pool's queue: the pool serves every monitor of the process, and a
@@ -1008,15 +1243,14 @@ class _Monitor:
 
     # The request: join runs or start them, then wait until their deadlines.
 
-    def report(self, app: Flask, fields: list[_Field]) -> _Report:
+    def report(self, app: Flask, url: str, fields: list[_Field]) -> _Report:
         """Join or start a run of each check among ``fields``, wait for them
-        until their deadlines, and judge the status."""
+        until their deadlines, and judge the status of ``url``."""
         checks = [f for f in fields if f.is_check]
         outcomes = self._outcomes(app, checks) if checks else {}
         entries = [(field, outcomes.get(field.key)) for field in fields]
-        failed = {f.critical for f, outcome in entries if outcome and not outcome.ok}
-        state = "FAIL" if True in failed else "WARN" if failed else "OK"
-        return _Report(self.settings.url, state, entries, self.settings.show_errors)
+        state = _worst([outcome.status for _, outcome in entries if outcome])
+        return _Report(url, state, entries, self.settings.show_errors)
 
     def _outcomes(self, app: Flask, checks: list[_Field]) -> dict[str, _Outcome]:
         if os.getpid() != _pid:
@@ -1128,58 +1362,49 @@ class _Monitor:
         outcome: _Outcome,
         error: BaseException | None = None,
     ) -> None:
-        """A worker's call of ``run`` returned ``outcome``."""
+        """Transition: a worker's call of ``run`` returned ``outcome``. A
+        running run settles, as timed out if its deadline passed unnoticed;
+        a late one is over. A run that finished already (a task abandoned
+        after it finished) changes nothing."""
         with self.lock:
-            then = self._finish(run, outcome, error)
-        if then is not None:
-            self.carry_out(app, then)
-
-    def _finish(
-        self, run: _Run, outcome: _Outcome, error: BaseException | None
-    ) -> _Then | None:
-        """Transition: a call returned. A running run settles, as timed out
-        if its deadline passed unnoticed; a late one is over. A run that
-        finished already (a task abandoned after it finished) changes
-        nothing."""
-        if run.state is _DONE:
-            return None
-        now = time.monotonic()
-        then = _Then()
-        late = run.state is _LATE or now > run.deadline
-        if run.state is _RUNNING:
-            if late:
-                outcome, error = _timed_out(run), None
-            self._settle(run, outcome, error, _DONE, then)
-            then.tasks = self._release()
-        else:
-            run.move(_DONE)
-        self._ended(run, now, late, then)
-        return then
+            if run.state is _DONE:
+                return
+            now = time.monotonic()
+            then = _Then()
+            late = run.state is _LATE or now > run.deadline
+            if run.state is _RUNNING:
+                if late:
+                    outcome, error = _timed_out(run), None
+                self._settle(run, outcome, error, _DONE, then)
+                self.running -= 1  # its worker is free for a queued run
+                if self.backlog:
+                    then.tasks = self._admit_queued()
+            else:
+                run.move(_DONE)
+            self._ended(run, now, late, then)
+        self.carry_out(app, then)
 
     def expire(self, app: Flask, run: _Run) -> _Outcome:
-        """Settle ``run`` as timed out unless it settled first; its outcome."""
+        """Transition: ``run``'s deadline passed, unless it settled first. A
+        queued run is over, never started; a running one is late and gives
+        its worker back. Returns the run's outcome."""
         with self.lock:
-            then = self._expire(run)
-        if then is not None:
-            self.carry_out(app, then)
+            if run.state is _QUEUED:
+                then = _Then()
+                self._settle(run, _timed_out(run), None, _DONE, then)
+                self._ended(run, time.monotonic(), True, then)
+            elif run.state is _RUNNING:
+                then = _Then()
+                self._settle(run, _timed_out(run), None, _LATE, then)
+                self.running -= 1  # its worker is free for a queued run
+                if self.backlog:
+                    then.tasks = self._admit_queued()
+                then.spread = True  # its task may still wait in the pool's queue
+            else:
+                return run.outcome  # type: ignore[return-value]
+            then.log_later = self.defers_late_logs
+        self.carry_out(app, then)
         return run.outcome  # type: ignore[return-value]
-
-    def _expire(self, run: _Run) -> _Then | None:
-        """Transition: ``run``'s deadline passed. A queued run is over, never
-        started; a running one is late, and gives its worker back."""
-        if run.state is _QUEUED:
-            then = _Then()
-            self._settle(run, _timed_out(run), None, _DONE, then)
-            self._ended(run, time.monotonic(), True, then)
-        elif run.state is _RUNNING:
-            then = _Then()
-            self._settle(run, _timed_out(run), None, _LATE, then)
-            then.tasks = self._release()
-            then.spread = True  # its task may still wait in the pool's queue
-        else:
-            return None
-        then.log_later = self.defers_late_logs
-        return then
 
     def _settle(
         self,
@@ -1192,19 +1417,19 @@ class _Monitor:
         """Move ``run`` to ``state`` with its outcome; decide what to log
         and whom to tell, and detach the latches of the requests waiting."""
         run.move(state)
-        run.outcome = outcome
-        old, changes = self._track(run.field, outcome)
+        old = self._streak(run.field.key).status
+        run.outcome = outcome = self._judge(run.field, outcome)
+        changes = self._changes(run.field.key, old, outcome)
         if changes:
             then.notify = self._queue(changes)
-        then.line = self._log_line(run, outcome, old)
-        if then.line is not None:
+        if not outcome.ok or old not in (None, "OK"):  # else nothing to log
+            then.line = self._log_line(run, outcome, old)
             then.error = error
         then.latches, run.latches = run.latches, []
 
-    def _release(self) -> list[tuple[Flask, _Task]]:
-        """A run gave its worker back: the first queued run still in time
-        takes it. Returns the task for the pool, if any."""
-        self.running -= 1
+    def _admit_queued(self) -> list[tuple[Flask, _Task]]:
+        """A worker is free: the first queued run still in time takes it.
+        Returns the task for the pool, if any."""
         now = time.monotonic()
         while self.backlog:
             app, run = self.backlog.popleft()
@@ -1221,43 +1446,97 @@ class _Monitor:
             then.next_run = run
         run.expires = now + wait
 
-    def _track(
-        self, field: _Field, outcome: _Outcome
-    ) -> tuple[str | None, list[StatusChange]]:
-        """Record a check's new status; the one before, and the changes the
-        listeners should hear of."""
-        key, state = field.key, _state(outcome, field.critical)
-        old = self.states.get(key)
-        if old == state:
-            return old, []
-        self.states[key] = state
-        url, at = self.settings.url, outcome.at
-        changes = [StatusChange(url, key, old, state, outcome.reason, at)]
-        checks = [k for k, f in self.status._fields.items() if f.is_check]
-        if all(k in self.states for k in checks):  # every check has a status
-            overall = _worst(self.states[k] for k in checks)
-            before = self.states.get(None)
-            if overall != before:
-                self.states[None] = overall
-                changes.append(StatusChange(url, None, before, overall, None, at))
-        return old, changes if self.status._listeners else []
+    def _streak(self, key: str) -> _Streak:
+        streak = self.streaks.get(key)
+        if streak is None:
+            streak = self.streaks[key] = _Streak()
+        return streak
+
+    def _judge(self, field: _Field, outcome: _Outcome) -> _Outcome:
+        """Count a run into its check's streak: its outcome, with the
+        check's status as ``fail_after`` and ``recover_after`` judge it."""
+        streak = self._streak(field.key)
+        settings = self.settings
+        streak.count(
+            outcome,
+            "FAIL" if field.critical else "WARN",
+            field.fail_after or settings.fail_after,
+            field.recover_after or settings.recover_after,
+        )
+        return _Outcome(*outcome[:5], str(streak.status), streak.since, streak.failures)
+
+    def _changes(
+        self, key: str, old: str | None, outcome: _Outcome
+    ) -> list[StatusChange]:
+        """What the listeners should hear of a check whose status went from
+        ``old`` to ``outcome.status``: that change, and each URL's status
+        that changed with it."""
+        new = outcome.status
+        if new == old:
+            return []
+        at = outcome.at
+        change = StatusChange(self.settings.url, key, old, new, outcome.reason, at)
+        changes = [change, *self._overall_changes(at)]
+        return changes if self.status._listeners else []
+
+    def _overall_changes(self, at: float) -> list[StatusChange]:
+        """Each URL's status that changed with a check's."""
+        changes = []
+        for group in self.groups():
+            overall = self._overall(group)
+            before = self.overall.get(group.url)
+            if overall is not None and overall != before:
+                self.overall[group.url] = overall
+                changes.append(StatusChange(group.url, None, before, overall, None, at))
+        return changes
+
+    def _overall(self, group: _Group) -> str | None:
+        """The status of ``group``'s URL, the worst of its checks'; None
+        while one of them has none, or it has no check."""
+        statuses = []
+        for field in group.select(self.status._fields).values():
+            if field.is_check:
+                streak = self.streaks.get(field.key)
+                if streak is None or streak.status is None:
+                    return None
+                statuses.append(streak.status)
+        return _worst(statuses) if statuses else None
+
+    def groups(self) -> list[_Group]:
+        """The URLs this monitor's runs serve: the instance's, then its
+        groups'."""
+        return [self.main, *self.status._groups.values()]
 
     def _log_line(
         self, run: _Run, outcome: _Outcome, old: str | None
     ) -> tuple[Any, ...] | None:
         """The line to log for a run that settled: a failure (in
-        "transitions" mode, when the check starts failing), a recovery, or
-        none."""
-        key = run.field.key
-        if not outcome.ok and (self.logs_every_failure or old in (None, "OK")):
-            reason = str(outcome.reason)
-            if run.state is _LATE:
-                reason += "; it has not returned yet"
-            level = logging.ERROR if run.field.critical else logging.WARNING
-            return (level, "Check %r failed: %s", key, reason)
-        if outcome.ok and not self.logs_every_failure and old not in (None, "OK"):
+        "transitions" mode, when the check's status turns failing), a
+        failure the check tolerates (only in "every" mode, at INFO), a
+        recovery, or none."""
+        key, every = run.field.key, self.logs_every_failure
+        if not outcome.ok:
+            return self._failure_line(run, outcome, old)
+        if not every and outcome.status == "OK" and old not in (None, "OK"):
             return (logging.INFO, "Check %r passes again.", key)
         return None
+
+    def _failure_line(
+        self, run: _Run, outcome: _Outcome, old: str | None
+    ) -> tuple[Any, ...] | None:
+        key, new, every = run.field.key, outcome.status, self.logs_every_failure
+        reason = str(outcome.reason)
+        if run.state is _LATE:
+            reason += "; it has not returned yet"
+        if new == "OK":  # tolerated: fewer than fail_after failures in a row
+            if not every:
+                return None
+            message = "Check %r failed, tolerated (%d in a row): %s"
+            return (logging.INFO, message, key, outcome.failures, reason)
+        if not every and old == new:
+            return None
+        level = logging.ERROR if run.field.critical else logging.WARNING
+        return (level, "Check %r failed: %s", key, reason)
 
     def _queue(self, changes: list[StatusChange]) -> bool:
         """Queue changes for the listeners, in order; whether a task must be
@@ -1308,7 +1587,7 @@ class _Monitor:
 
     # What a request reads besides runs.
 
-    def exclusions(self, app: Flask, values: list[str]) -> set[str]:
+    def exclusions(self, app: Flask, url: str, values: list[str]) -> set[str]:
         """The field keys named by ``?exclude=`` values; a name that is no
         field is logged, once."""
         names = _names(values)
@@ -1318,7 +1597,7 @@ class _Monitor:
             self.unknown.update(unknown)
             message = "Cannot exclude %s from %s: there is no such field."
             shown = ", ".join(map(repr, unknown))
-            _emit(app, logging.WARNING, message, shown, self.settings.url, error=None)
+            _emit(app, logging.WARNING, message, shown, url, error=None)
         return names
 
     def parts(self, app: Flask) -> _Parts:
@@ -1348,10 +1627,18 @@ class _OneShot(_Monitor):
     def every(self, field: _Field) -> float:
         return 0.0
 
-    def _track(
-        self, field: _Field, outcome: _Outcome
-    ) -> tuple[str | None, list[StatusChange]]:
-        return None, []
+    def _ended(self, run: _Run, now: float, late: bool, then: _Then) -> None:
+        run.expires = math.inf  # every URL of the command reads this run
+
+    def _judge(self, field: _Field, outcome: _Outcome) -> _Outcome:
+        """The run alone: no tolerance, no streak."""
+        status = "OK" if outcome.ok else "FAIL" if field.critical else "WARN"
+        return _Outcome(*outcome[:5], status, outcome.at, int(not outcome.ok))
+
+    def _changes(
+        self, key: str, old: str | None, outcome: _Outcome
+    ) -> list[StatusChange]:
+        return []
 
 
 def _names(values: Iterable[str]) -> set[str]:
@@ -1523,9 +1810,9 @@ class _Pool:
             del item  # an idle worker holds no app
             item = self._take(parked, arriving=False)
 
-    def _run_batch(self, app: Flask, task: _Task) -> None:
-        """Run ``task``, then the tasks queued behind it for the same app, in
-        one application context, until one fails."""
+    def _run_batch(self, app: Flask, first: _Task) -> None:
+        """Run ``first``, then the tasks queued behind it for the same app,
+        in one application context, until one fails."""
         context = None
         try:
             context = app.app_context()
@@ -1534,27 +1821,25 @@ class _Pool:
             if context is not None:
                 with contextlib.suppress(BaseException):
                     context.pop()
-            task.abandon(app, f"the app context failed: {_describe(error)}")
+            first.abandon(app, f"the app context failed: {_describe(error)}")
             return
+        task: _Task | None = first
         try:
-            self._run_in_context(app, task)
+            while task is not None:
+                try:
+                    clean = task.execute(app)
+                except BaseException as error:  # a bug here: settle it anyway
+                    task.abandon(app, f"flask-status failed: {_describe(error)}")
+                    clean = False
+                # A failed check may leave a broken session or g behind: the
+                # tasks after it get a fresh context.
+                task = self._next(app) if clean else None
         finally:
             try:
                 context.pop()
             except BaseException as error:  # the app's teardown hooks
                 message = "The application context of a status check failed to close."
                 _emit(app, logging.ERROR, message, error=error)
-
-    def _run_in_context(self, app: Flask, task: _Task | None) -> None:
-        while task is not None:
-            try:
-                clean = task.execute(app)
-            except BaseException as error:  # a bug here: settle it anyway
-                task.abandon(app, f"flask-status failed: {_describe(error)}")
-                clean = False
-            # A failed check may leave a broken session or g behind: the
-            # tasks after it get a fresh context.
-            task = self._next(app) if clean else None
 
     def _next(self, app: Flask) -> _Task | None:
         with self._lock:
@@ -1805,10 +2090,12 @@ def _health_entry(
 ) -> str:
     """One observation of a check, in a health+json ``checks`` entry."""
     entry = {
-        "status": f'"{_HEALTH[_state(outcome, field.critical)]}"',
+        "status": f'"{_HEALTH[outcome.status]}"',
         "observedValue": outcome.value,
         "time": f'"{_iso(outcome.at)}"',
         "duration": repr(round(outcome.duration, 6)),
+        "since": f'"{_iso(outcome.since)}"',
+        "consecutiveFailures": int.__repr__(outcome.failures),
     }
     if show_errors and not outcome.ok:
         entry["output"] = parts.encode(outcome.reason)
@@ -1816,7 +2103,16 @@ def _health_entry(
 
 
 _HEALTH_NAMES = {
-    k: f'"{k}"' for k in ("status", "observedValue", "time", "duration", "output")
+    k: f'"{k}"'
+    for k in (
+        "status",
+        "observedValue",
+        "time",
+        "duration",
+        "since",
+        "consecutiveFailures",
+        "output",
+    )
 }
 
 
@@ -1837,11 +2133,12 @@ def _write_prometheus(report: _Report, parts: _Parts, details: bool) -> str:
     checks = [(f.key, o) for f, o in report.entries if o is not None] if details else []
     if checks:
         lines += [
-            "# HELP flask_status_check_up 1 if the check passed, 0 if it failed.",
+            "# HELP flask_status_check_up 1 unless the check's status is WARN or FAIL.",
             "# TYPE flask_status_check_up gauge",
         ]
         lines += [
-            f'flask_status_check_up{{{url},check="{_label(k)}"}} {int(o.ok)}'
+            f'flask_status_check_up{{{url},check="{_label(k)}"}}'
+            f" {int(o.status == 'OK')}"
             for k, o in checks
         ]
         lines += [
@@ -1861,45 +2158,245 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _write_html(report: _Report, parts: _Parts, details: bool) -> str:
+    """A page for people: the URL and the status as a word and, with
+    details, a table of the fields; ``?refresh=`` reloads it. Everything
+    from the app is escaped."""
+    state, url = report.state, html.escape(report.url)
+    seconds = _refresh()
+    refresh = f'<meta http-equiv="refresh" content="{seconds}">\n' if seconds else ""
+    table = _html_table(report, parts) if details else ""
+    return (
+        f"{_PAGE_HEAD}{refresh}<title>{state} - {url}</title>\n{_PAGE_STYLE}"
+        f'</head>\n<body>\n<h1>{url}</h1>\n<p>Status: <strong class="{state}">'
+        f"{state}</strong></p>\n{table}</body>\n</html>\n"
+    )
+
+
+def _html_table(report: _Report, parts: _Parts) -> str:
+    """A row per key of the JSON payload, in its order: the message's data,
+    static fields and checks; a check's reason only with ``show_errors``."""
+    reasons = report.show_errors
+    rows = {
+        k: _html_row(k, v, None, reasons)
+        for k, v in parts.message.items()
+        if k != "status"
+    }
+    for field, outcome in report.entries:
+        value = outcome.value if outcome else parts.static[field.key]
+        rows[field.key] = _html_row(field.key, value, outcome, reasons)
+    head = "".join(f'<th scope="col">{name}</th>' for name in _COLUMNS[: 5 + reasons])
+    return (
+        f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
+        f"{''.join(rows.values())}</tbody>\n</table></div>\n"
+    )
+
+
+_COLUMNS = ("Field", "State", "Value", "Duration", "Since", "Reason")
+_CELLS = tuple(f'<td data-label="{name}">' for name in _COLUMNS[1:])
+
+
+def _html_row(key: str, value: str, outcome: _Outcome | None, reasons: bool) -> str:
+    """One row: the key, the state, the value as JSON text and, for a check,
+    how long its run took and since when its state holds (as health+json's
+    ``duration`` and ``since``).
+    Each cell is labelled, for narrow screens, where rows become cards."""
+    state = duration = since = reason = ""
+    if outcome is not None:
+        word = outcome.status
+        state = f'<span class="{word}">{word}</span>'
+        duration = f"{outcome.duration * 1000:.3f} ms"
+        at = _iso(outcome.since)
+        since = f'<time datetime="{at}">{at.replace("T", " ")}</time>'
+        reason = html.escape(outcome.reason) if outcome.reason else ""
+    cells = (state, f"<code>{html.escape(value)}</code>", duration, since, reason)
+    row = "".join(
+        [f"{td}{cell}</td>" for td, cell in zip(_CELLS[: 4 + reasons], cells)]
+    )
+    return f'<tr><th scope="row">{html.escape(key)}</th>{row}</tr>\n'
+
+
+def _refresh() -> int | None:
+    """The seconds of ``?refresh=``, whole from 1 to 3600; another value is
+    a 400 naming it."""
+    args = request.args if request.environ.get("QUERY_STRING") else {}
+    if "refresh" not in args:  # cheaper than args.get, which raises inside
+        return None
+    value: str = args["refresh"]
+    if not (
+        value.isascii()
+        and value.isdigit()
+        and len(value) < 5
+        and 1 <= int(value) <= 3600
+    ):
+        abort(
+            400,
+            f"The refresh {value!r} is not a whole number of seconds from 1 to"
+            " 3600; give one such as ?refresh=10.",
+        )
+    return int(value)
+
+
+_PAGE_HEAD = (
+    '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+)
+_CSS = (
+    "body{margin:1em;font:1rem/1.5 system-ui,sans-serif;color:#111;background:#fff}"
+    "h1{font-size:1.5em;overflow-wrap:anywhere}"
+    ".scroll{overflow-x:auto}"
+    "table{border-collapse:collapse}"
+    "th,td{padding:.3em .6em;border:1px solid #999;text-align:left;"
+    "vertical-align:top}"
+    "thead th{background:#e8e8e8}"
+    "td{overflow-wrap:anywhere}td:nth-child(3){min-width:10em}"
+    "td:nth-child(4){white-space:nowrap}td:nth-child(5){overflow-wrap:normal}"
+    ".OK,.WARN,.FAIL{padding:0 .3em;font-weight:bold;white-space:nowrap}"
+    ".OK{background:#bfeabf}.WARN{background:#ffdf80}.FAIL{background:#ffb3b3}"
+    # Narrow screens: each row a card, each cell labelled, empty ones left out.
+    "@media (max-width:36em){thead{display:none}"
+    "table,tbody,tr,th,td{display:block}"
+    "tr{margin-bottom:.6em;border:1px solid #999}th,td{border:0}td:empty{display:none}"
+    "td{overflow-wrap:anywhere}"
+    'td::before{content:attr(data-label) ": ";font-weight:bold}}'
+)
+_PAGE_STYLE = f"<style>{_CSS}</style>\n"
+# No script, nothing from elsewhere, and no style but the page's own.
+_PAGE_POLICY = (
+    "default-src 'none'; style-src 'sha256-"
+    + base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
+    + "'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
 class _Format(NamedTuple):
     content_type: str
     write: Callable[[_Report, _Parts, bool], str]
+    headers: tuple[tuple[str, str], ...] = ()
 
 
-# Each ?format= value; without one, "health" if the client prefers it, else "json".
+# Each ?format= value; without one, what the Accept header prefers, else "json".
 _FORMATS = {
     "json": _Format("application/json", _write_json),
     "health": _Format("application/health+json", _write_health),
     "prometheus": _Format(
         "text/plain; version=0.0.4; charset=utf-8", _write_prometheus
     ),
+    "html": _Format(
+        "text/html; charset=utf-8",
+        _write_html,
+        (
+            ("X-Content-Type-Options", "nosniff"),
+            ("Content-Security-Policy", _PAGE_POLICY),
+        ),
+    ),
 }
-_MIMETYPES = ("application/json", "application/health+json")
+_ACCEPTED = {
+    "application/json": "json",
+    "application/health+json": "health",
+    "text/html": "html",
+}
+_JSON_TYPES = tuple(_ACCEPTED)[:2]
+_ALL_TYPES = tuple(_ACCEPTED)
 
 
-def _format_name(args: Any) -> str:
-    """The format a request asks for: ``?format=``, which beats the Accept
-    header, else health+json if the client prefers it, else JSON."""
-    if args is None or "format" not in args:
-        return "health" if _prefers_health() else "json"
-    name: str = args["format"]
-    if name not in _FORMATS:
-        abort(400, f"Unknown format {name!r}; use one of: {', '.join(_FORMATS)}.")
+def _negotiate(args: Mapping[str, str] | None, pages: bool) -> str:
+    """The name of the format a request gets: ``?format=``'s, else the one
+    its Accept header prefers; the page only if ``pages``. The header is
+    parsed only when it names health+json or html: probes send ``*/*`` or
+    nothing, and get JSON for free."""
+    if args is not None and "format" in args:  # it beats the Accept header
+        name = args["format"]
+        if name not in _FORMATS:
+            formats = ", ".join(_FORMATS)
+            abort(400, f"Unknown format {name!r}; use one of: {formats}.")
+    else:
+        accept = request.environ.get("HTTP_ACCEPT", "")
+        pages = pages and "html" in accept
+        name = "json"
+        if pages or "health+json" in accept:
+            offers = _ALL_TYPES if pages else _JSON_TYPES
+            name = _ACCEPTED[request.accept_mimetypes.best_match(offers, offers[0])]
+    if name == "html":
+        _refresh()  # a bad ?refresh= is refused before any check runs
     return name
 
 
-def _prefers_health() -> bool:
-    """Whether the request's Accept header prefers application/health+json."""
-    return "health+json" in request.environ.get("HTTP_ACCEPT", "") and (
-        request.accept_mimetypes.best_match(_MIMETYPES) == _MIMETYPES[1]
+# -- quiet access logs: a filter that keeps successful probes out of them ----
+
+
+class _QuietAccess(logging.Filter):
+    """Keeps the lines of successful (2xx) requests to the URLs of endpoints
+    with ``quiet_access_log`` out of the access logs of werkzeug (the
+    development server) and gunicorn. One instance, on the loggers, not on
+    their handlers, which gunicorn replaces at startup and reload; it holds
+    the endpoints weakly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watched: tuple[weakref.ref[_Monitor], ...] = ()
+        self.lock = threading.Lock()  # for init_app in two threads at once
+
+    def watch(self, endpoint: _Monitor) -> None:
+        """Quiet ``endpoint``'s URLs if its settings say so."""
+        if not endpoint.settings.quiet_access_log:
+            return
+        with self.lock:  # log lines read ``watched`` without it: one swap
+            alive = tuple(ref for ref in self.watched if ref() is not None)
+            self.watched = (*alive, weakref.ref(endpoint))
+        for name in _ACCESS_LOGGERS:
+            logging.getLogger(name).addFilter(self)  # once: it keeps no twin
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        line, code = _access(record)
+        if not code.startswith("2") or " " not in line:
+            return True
+        path = line.split(" ", 1)[1].rsplit(" ", 1)[0].partition("?")[0]
+        for ref in self.watched:
+            endpoint = ref()
+            if endpoint is not None and _quiet(path, endpoint):
+                return False
+        return True
+
+
+_ACCESS_LOGGERS = ("werkzeug", "gunicorn.access")
+
+
+def _access(record: logging.LogRecord) -> tuple[str, str]:
+    """The request line and the status code of an access log line: werkzeug
+    logs ``'... "%s" %s %s'`` with the request line, the code and the size;
+    gunicorn a dict of its atoms, ``r`` the request line and ``s`` the code.
+    Empty strings for any other record."""
+    args = record.args
+    if isinstance(args, tuple) and str(record.msg).endswith('"%s" %s %s'):
+        return str(args[0]), str(args[1])
+    if isinstance(args, dict) and record.name == "gunicorn.access":
+        return str(args.get("r", "")), str(args.get("s", ""))
+    return "", ""
+
+
+def _quiet(path: str, monitor: _Monitor) -> bool:
+    """Whether ``path`` is one of the monitor's URLs or, with per-check
+    routes, one below one of them."""
+    per_check = monitor.settings.per_check
+    return any(
+        path == group.url or (per_check and _below(path, f"{group.url.rstrip('/')}/"))
+        for group in monitor.groups()
     )
+
+
+_quiet_access = _QuietAccess()
 
 
 # -- the command line: flask status, which runs each endpoint's checks once ---
 
 
 @click.command("status")
-@click.option("--url", help="Run only the endpoint at this URL, such as /readyz.")
+@click.option(
+    "--url",
+    help="Run only the endpoint at this URL, such as /readyz, or one check of"
+    " a per-check route, such as /readyz/database.",
+)
 @click.option(
     "--exclude",
     multiple=True,
@@ -1913,41 +2410,71 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
     a container can use: HEALTHCHECK CMD flask --app main status
     """
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    served = _served(app, url)
+    targets = _targets(app, url)
     excluded = _names(exclude)
-    unknown = excluded.difference(*(status._fields for status in served.values()))
+    unknown = excluded.difference(*(t.status._fields for t in targets.values()))
     if unknown:
         message = "Cannot exclude %s: no endpoint has such a field."
         shown = ", ".join(map(repr, sorted(unknown)))
         _emit(app, logging.WARNING, message, shown, error=None)
+    runs: dict[FlaskStatus, _OneShot] = {}  # one run of each check per instance
     failed = False
-    for path, status in served.items():
-        fields = [f for k, f in status._fields.items() if k not in excluded]
-        settings = status._apps[app].settings
-        once = _OneShot(status, settings)  # fresh runs, no history
-        report = once.report(app, fields)
+    for path, target in targets.items():
+        status = target.status
+        once = runs.setdefault(status, _OneShot(status, status._apps[app].settings))
+        report = once.report(app, target.group.url, target.fields(excluded))
         click.echo(f"{path} {_write_json(report, once.parts(app), True)}")
         failed = failed or report.state == "FAIL"
     if failed:
         raise SystemExit(1)
 
 
-def _served(app: Flask, url: str | None) -> dict[str, FlaskStatus]:
-    """The endpoints ``flask status`` runs: all, or the one at ``--url``."""
+class _Target(NamedTuple):
+    """What ``flask status`` runs for one URL: a group's fields, or one."""
+
+    status: FlaskStatus
+    group: _Group
+    key: str | None = None  # a per-check route's field
+
+    def fields(self, excluded: set[str]) -> list[_Field]:
+        fields = self.group.select(self.status._fields)
+        if self.key is not None:
+            return [fields[self.key]]
+        return [f for k, f in fields.items() if k not in excluded]
+
+
+def _targets(app: Flask, url: str | None) -> dict[str, _Target]:
+    """What ``flask status`` runs: every URL, or the one at ``--url``."""
     served: dict[str, FlaskStatus] = app.extensions["status"]
+    every = {u: _Target(st, st._routes[f"status:{u}"]) for u, st in served.items()}
     if url is None:
-        return served
+        return every
     try:
         url = _url(url, "The status URL")
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--url") from None
-    if url not in served:
+    target = every.get(url) or _per_check_target(app, served, url)
+    if target is None:
         raise click.BadParameter(
             f"{url!r} is not served by flask-status; choose one of"
-            f" {', '.join(map(repr, served))}.",
+            f" {', '.join(map(repr, served))}, or one of their per-check routes.",
             param_hint="--url",
         )
-    return {url: served[url]}
+    return {url: target}
+
+
+def _per_check_target(
+    app: Flask, served: dict[str, FlaskStatus], url: str
+) -> _Target | None:
+    """The field of the per-check route that answers ``url``, if any."""
+    parent, _, key = url.rpartition("/")
+    parent = parent or "/"
+    endpoint = f"status:{parent.rstrip('/')}/<key>"
+    status = served.get(parent)
+    if status is None or endpoint not in app.view_functions:
+        return None
+    group = status._routes[endpoint]
+    return _Target(status, group, key) if key in group.select(status._fields) else None
 
 
 # -- ready-made checks: one factory per service an app depends on -------------
@@ -1958,7 +2485,7 @@ def _served(app: Flask, url: str | None) -> dict[str, FlaskStatus]:
 # modules used only here are imported where they are used, too, so that
 # importing flask_status costs no more for an app that uses none of them.
 
-T = TypeVar("T")
+R = TypeVar("R")  # what a call returns
 
 
 class _ReadyCheck:
@@ -2203,7 +2730,7 @@ def _http_get(scheme: str, host: str, port: int, target: str, seconds: float) ->
         connection.close()
 
 
-def _answered(where: str, seconds: float, call: Callable[[], T]) -> T:
+def _answered(where: str, seconds: float, call: Callable[[], R]) -> R:
     """``call()``, with a socket timeout raised as a TimeoutError naming
     ``where`` (before Python 3.10 it is a ``socket.timeout`` saying only
     ``timed out``)."""

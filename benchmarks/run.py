@@ -462,6 +462,10 @@ def main() -> None:
     rows.append(ratio_row("5 trivial callables vs bare calling them", 2.0, mine, bare))
     rows.append(ratio_row("5 trivial checks vs the floor", 1.15, mine, floor))
 
+    page = ["/status/five?format=html", "/status/five"]  # the same checks and run
+    mine, base = interleaved(app, page, rounds, batch)
+    rows.append(ratio_row("5 trivial checks: the HTML page vs JSON", 1.5, mine, base))
+
     slow = ["/status/five-slow", "/status/one-slow"]
     mine, base = interleaved(app, slow, rounds, 2 if quick else 10)
     rows.append(ratio_row("5 checks sleeping 50 ms vs one", 1.2, mine, base))

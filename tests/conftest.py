@@ -24,6 +24,7 @@ from typing import Protocol
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
 import flask_status
 from flask_status import FlaskStatus
@@ -111,6 +112,21 @@ def http_get(
         return response.status, response.read()
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def served(app: Flask) -> Iterator[int]:
+    """Serve ``app`` with the development server (werkzeug's, which logs each
+    request to the ``werkzeug`` logger) in a thread on 127.0.0.1; the port."""
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield server.port
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
 
 
 Start = Callable[[list[str], dict[str, str], int], "subprocess.Popen[bytes]"]

@@ -25,6 +25,7 @@ def test_quick_benchmark_prints_every_scenario() -> None:
         "| 0 callables vs bare jsonify",
         "| 5 trivial callables vs bare calling them",
         "| 5 trivial checks vs the floor",
+        "| 5 trivial checks: the HTML page vs JSON",
         "| 5 checks sleeping 50 ms vs one",
         "| storm: 16 clients, 1 s, 20 ms check, no cache",
         "| storm as above with cache=1",

@@ -56,7 +56,7 @@ def test_unknown_url_is_a_usage_error(app: Flask) -> None:
     assert result.exit_code == 2
     assert (
         "Invalid value for --url: '/nope' is not served by flask-status; choose"
-        " one of '/livez'." in result.output
+        " one of '/livez', or one of their per-check routes." in result.output
     )
 
 

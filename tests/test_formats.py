@@ -99,7 +99,7 @@ EXPECTED = """\
 # HELP flask_status_up 1 unless the endpoint's status is FAIL.
 # TYPE flask_status_up gauge
 flask_status_up{url="/readyz"} UP
-# HELP flask_status_check_up 1 if the check passed, 0 if it failed.
+# HELP flask_status_check_up 1 unless the check's status is WARN or FAIL.
 # TYPE flask_status_check_up gauge
 flask_status_check_up{url="/readyz",check="db"} 1
 flask_status_check_up{url="/readyz",check="cache"} 0
@@ -183,7 +183,7 @@ def test_unknown_format_is_400(app: Flask, client: FlaskClient) -> None:
     response = client.get("/readyz?format=xml")
     assert response.status_code == 400
     assert (
-        b"Unknown format &#39;xml&#39;; use one of: json, health, prometheus."
+        b"Unknown format &#39;xml&#39;; use one of: json, health, prometheus, html."
         in response.data
     )
     assert calls == []

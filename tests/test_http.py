@@ -105,15 +105,17 @@ def test_health_json_pass_warn_fail(app: Flask, client: FlaskClient) -> None:
     }
     assert {
         name: [
-            {k: v for k, v in e.items() if k not in ("time", "duration")}
+            {k: v for k, v in e.items() if k not in ("time", "duration", "since")}
             for e in entries
         ]
         for name, entries in body["checks"].items()
     } == {
-        "db": [{"status": "pass", "observedValue": 3}],
-        "cache": [{"status": "warn", "observedValue": False}],
-        "queue": [{"status": "pass", "observedValue": True}],
+        "db": [{"status": "pass", "observedValue": 3, "consecutiveFailures": 0}],
+        "cache": [{"status": "warn", "observedValue": False, "consecutiveFailures": 1}],
+        "queue": [{"status": "pass", "observedValue": True, "consecutiveFailures": 0}],
     }
+    for entries in body["checks"].values():  # the first run: since it began
+        assert entries[0]["since"] == entries[0]["time"]
     failing.set()
     fail = client.get("/api/status", headers=headers)
     assert fail.status_code == 503
@@ -146,7 +148,7 @@ def test_health_json_output_only_when_errors_shown(app: Flask) -> None:
         "*/*",
         "application/json",
         "application/json, application/health+json;q=0.5",
-        "text/html",
+        "text/plain",  # text/html gets the page: see test_page.py
     ],
 )
 def test_other_accepts_get_the_1_0_payload(

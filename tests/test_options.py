@@ -48,8 +48,9 @@ def test_options_on_a_static_value_are_refused(app: Flask) -> None:
     with pytest.raises(TypeError) as error:
         FlaskStatus(app).add_field("version", "1.0", timeout=1)
     assert str(error.value) == (
-        "critical, timeout, cache and every apply to checks, but field 'version'"
-        " is the static value '1.0'; pass a callable instead."
+        "critical, timeout, cache, every, fail_after and recover_after apply to"
+        " checks, but field 'version' is the static value '1.0'; pass a callable"
+        " instead."
     )
 
 

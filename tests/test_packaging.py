@@ -82,6 +82,7 @@ def test_sdist_holds_tests_and_docs(
         "CHANGES.md",
         "tests/test_api.py",
         "tests/conftest.py",
+        "docs/_static/status-page.png",  # the README shows it
     ):
         assert f"{prefix}/{name}" in names
     assert not any("/.ci/" in name for name in names)

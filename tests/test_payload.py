@@ -294,7 +294,8 @@ def message_with_nesting() -> dict[str, Any]:
 
 def exercise(app: Flask, url: str = "/api/status") -> list[bytes]:
     """Every kind of response (JSON, health+json, Prometheus, some fields
-    excluded), without the times and durations that change each run."""
+    excluded), without the times, durations and counts that change each
+    run."""
     client = app.test_client()
     bodies = [
         client.get(url).data,
@@ -303,7 +304,10 @@ def exercise(app: Flask, url: str = "/api/status") -> list[bytes]:
         client.get(url + "?format=prometheus").data,
         client.get(url + "?exclude=db").data,
     ]
-    timed = rb'"time":"[^"]+"(,"duration":[-+.e0-9]+)?'
+    timed = (
+        rb'"time":"[^"]+"(,"duration":[-+.e0-9]+)?'
+        rb'(,"since":"[^"]+","consecutiveFailures":[0-9]+)?'
+    )
     return [
         re.sub(rb"(seconds\{.*\}) .*", rb"\1 ~", re.sub(timed, b'"t":0', body))
         for body in bodies

@@ -251,6 +251,11 @@ CONFIG_ERRORS: list[tuple[str, Any, type[Exception], str]] = [
         f"must be True or False, not 'yes'. {FROM_ENV}",
     ),
     ("STATUS_SHOW_ERRORS", 1, TypeError, "must be True or False, not 1."),
+    ("STATUS_FAIL_AFTER", 0, ValueError, "0 must be 1 or more."),
+    ("STATUS_FAIL_AFTER", 2.0, TypeError, "must be an int, not 2.0."),
+    ("STATUS_FAIL_AFTER", False, TypeError, "must be an int, not False."),
+    ("STATUS_RECOVER_AFTER", 1.5, TypeError, "must be an int, not 1.5."),
+    ("STATUS_RECOVER_AFTER", -1, ValueError, "-1 must be 1 or more."),
     ("STATUS_WORKERS", 0, ValueError, "0 must be 1 or more."),
     ("STATUS_WORKERS", -2, ValueError, "-2 must be 1 or more."),
     ("STATUS_WORKERS", 2.5, TypeError, "must be an int, not 2.5."),
@@ -276,6 +281,8 @@ CONFIG_ERRORS: list[tuple[str, Any, type[Exception], str]] = [
         f"must be True or False, not 'false'. {FROM_ENV}",
     ),
     ("STATUS_PER_CHECK", None, TypeError, "must be True or False, not None."),
+    ("STATUS_HTML", "no", TypeError, f"must be True or False, not 'no'. {FROM_ENV}"),
+    ("STATUS_QUIET_ACCESS_LOG", 1, TypeError, "must be True or False, not 1."),
 ]
 
 
@@ -293,7 +300,7 @@ def test_every_setting_has_a_config_error_case() -> None:
     settings = set(inspect.signature(FlaskStatus).parameters) - {"app", "authenticator"}
     keys = {f"STATUS_{name.upper()}" for name in settings}
     assert keys == {key for key, *_ in CONFIG_ERRORS}
-    assert len(keys) == 9
+    assert len(keys) == 13
 
 
 @pytest.mark.parametrize(
@@ -303,6 +310,7 @@ def test_every_setting_has_a_config_error_case() -> None:
         ("STATUS_CACHE", "0.5"),
         ("STATUS_EVERY", "30"),
         ("STATUS_WORKERS", "4"),
+        ("STATUS_FAIL_AFTER", "3"),
         ("STATUS_SHOW_ERRORS", "false"),
         ("STATUS_PER_CHECK", "true"),
     ],
