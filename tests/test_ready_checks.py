@@ -6,6 +6,7 @@ never answers, and leaves no connections behind."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import re
@@ -298,7 +299,11 @@ def test_redis_check_fails_with_an_asyncio_client_instead_of_passing(
     app: Flask, redis_server: subprocess.Popen[bytes]
 ) -> None:
     asyncio_redis = pytest.importorskip("redis.asyncio")
-    client = asyncio_redis.Redis(port=server_port(redis_server), password=PASSWORD)
+
+    async def made_in_a_loop() -> Any:  # before 3.10 it needs an event loop
+        return asyncio_redis.Redis(port=server_port(redis_server), password=PASSWORD)
+
+    client = asyncio.run(made_in_a_loop())
     assert endpoint(app, redis_check(client))() == failed(
         "TypeError: PING gave a coroutine; give redis_check a client that answers"
         " at once, such as redis.Redis(), not an asyncio one."
