@@ -283,6 +283,8 @@ class FlaskStatus:
         .. code-block:: python
 
             status = FlaskStatus(app)  # /api/status: every field
+            status.add_field("database", check_database)
+            status.add_field("billing", check_billing)
             status.group("/livez", include=[])  # no checks at all
             status.group("/readyz", exclude=["billing"], public=True)
         """
@@ -512,8 +514,10 @@ class FlaskStatus:
         is true; others get just the status, with the same HTTP code.
 
         The predicate takes no arguments and runs in the request context,
-        after the authenticator. One that raises is logged and counts as
-        false. Returns ``predicate`` unchanged.
+        after the authenticator; an ``async def`` one is awaited. One that
+        raises anything, ``SystemExit`` included, is logged and counts as
+        false. A public group never shows details. Returns ``predicate``
+        unchanged.
 
         :param predicate: a callable taking no arguments.
         :raises TypeError: if it is not callable.
@@ -523,8 +527,8 @@ class FlaskStatus:
 
             @status.details_when
             def is_operator():
-                token = request.headers.get("X-Operator-Token")
-                return token == current_app.config["OPS_TOKEN"]
+                sent = request.headers.get("Authorization", "")
+                return sent == f"Bearer {current_app.config['OPS_TOKEN']}"
         """
         if not callable(predicate):
             raise TypeError(
@@ -718,15 +722,22 @@ def _new_key(key: object, fields: dict[str, _Field]) -> None:
     """Refuse a field key that is no string, empty, reserved or taken."""
     if not isinstance(key, str):
         raise TypeError(f"A field key must be a string, not {key!r}.")
-    if not key or key in _RESERVED:
+    if not key:
         raise ValueError(
-            f"The field key {key!r} is empty or reserved; choose another key."
+            f"The field key {key!r} is empty; give the field a name, such as"
+            " 'database'."
+        )
+    if key in _RESERVED:
+        raise ValueError(
+            f"The field key {key!r} is reserved: the status endpoint writes it"
+            " itself; choose another key."
         )
     if key in fields:
         raise ValueError(
             f"A field {key!r} is already added; choose another key or"
             " another FlaskStatus."
         )
+    _json_value("The field key", key)
 
 
 def _message(value: object, what: str) -> dict[str, Any]:
@@ -903,7 +914,14 @@ class _Group(NamedTuple):
 
 def _json_value(what: str, value: object) -> None:
     try:
-        json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{what} {value!r} has text that cannot be encoded as UTF-8 (a lone"
+            " surrogate), as every response must be; decode it with"
+            " errors='replace' first."
+        ) from None
     except (TypeError, ValueError) as error:  # a wrong type, or NaN and the like
         raise type(error)(
             f"{what} {value!r} cannot be encoded as JSON; use a str, int,"
@@ -1097,8 +1115,6 @@ class _Run:
         outcome = self.outcome
         if outcome is None:
             return self.previous if now < self.deadline else None
-        if self.state is _LATE:
-            return outcome._replace(reason=f"{outcome.reason}; still running")
         return outcome
 
     def execute(self, app: Flask) -> bool:
@@ -1139,6 +1155,8 @@ def _judge(
         return _failed("returned False", start), None
     try:
         text = encode(value)
+        if not text.isascii():
+            text.encode()  # a lone surrogate, where the provider keeps non-ASCII
     except Exception as error:  # unencodable, NaN, too deep, or the provider's
         name = type(value).__name__
         article = "an" if name[:1].lower() in "aeiou" else "a"
@@ -1151,8 +1169,13 @@ def _failed(reason: str, start: float) -> _Outcome:
     return _Outcome(False, "false", reason, time.time(), time.monotonic() - start)
 
 
-def _timed_out(run: _Run) -> _Outcome:
-    reason = f"timed out after {run.timeout} s"
+_STILL_RUNNING = "; still running"  # said of a late run until its call returns
+
+
+def _timed_out(run: _Run, still: str = "") -> _Outcome:
+    """A run that outlasted its deadline: while it waited for a worker, or
+    with ``still`` said while its call goes on."""
+    reason = f"timed out after {run.timeout} s{still}"
     if run.state is _QUEUED:
         workers = run.monitor.settings.workers
         busy = "the only one was" if workers == 1 else f"all {workers} were"
@@ -1170,6 +1193,8 @@ def _describe(error: BaseException) -> str:
         text = str(error)
     except BaseException:
         text = "<exception str() failed>"
+    if not text.isascii():  # no lone surrogate may reach a response
+        text = text.encode(errors="backslashreplace").decode()
     return f"{name}: {text}" if text else name
 
 
@@ -1191,6 +1216,7 @@ class _Then:
 
 _SPREAD_AFTER = 0.001  # seconds a request waits before queued checks get workers
 _MOST_CHANGES = 1000  # changes queued for slow listeners; older ones are dropped
+_SAY_DROPS_EVERY = 10.0  # seconds between warnings that changes were dropped
 _UNKNOWN_NAMES = 64  # excluded names not served, warned about once each
 
 
@@ -1231,6 +1257,7 @@ class _Monitor:
             maxlen=_MOST_CHANGES
         )
         self.dropped = 0  # changes the listeners fell too far behind to hear
+        self.drops_said_at = 0.0  # monotonic time before which drops go unsaid
         self.notifying = False  # a _Notice is queued or delivering
         self.unknown: set[str] = set()  # excluded names already warned about
 
@@ -1379,8 +1406,11 @@ class _Monitor:
                 self.running -= 1  # its worker is free for a queued run
                 if self.backlog:
                     then.tasks = self._admit_queued()
-            else:
+            else:  # late: its outcome no longer says it is still running
                 run.move(_DONE)
+                outcome = run.outcome  # type: ignore[assignment]
+                reason = str(outcome.reason).removesuffix(_STILL_RUNNING)
+                run.outcome = outcome._replace(reason=reason)
             self._ended(run, now, late, then)
         self.carry_out(app, then)
 
@@ -1395,7 +1425,7 @@ class _Monitor:
                 self._ended(run, time.monotonic(), True, then)
             elif run.state is _RUNNING:
                 then = _Then()
-                self._settle(run, _timed_out(run), None, _LATE, then)
+                self._settle(run, _timed_out(run, _STILL_RUNNING), None, _LATE, then)
                 self.running -= 1  # its worker is free for a queued run
                 if self.backlog:
                     then.tasks = self._admit_queued()
@@ -1518,25 +1548,28 @@ class _Monitor:
         if not outcome.ok:
             return self._failure_line(run, outcome, old)
         if not every and outcome.status == "OK" and old not in (None, "OK"):
-            return (logging.INFO, "Check %r passes again.", key)
+            return (
+                logging.INFO,
+                "Check %r of %s passes again.",
+                key,
+                self.settings.url,
+            )
         return None
 
     def _failure_line(
         self, run: _Run, outcome: _Outcome, old: str | None
     ) -> tuple[Any, ...] | None:
         key, new, every = run.field.key, outcome.status, self.logs_every_failure
-        reason = str(outcome.reason)
-        if run.state is _LATE:
-            reason += "; it has not returned yet"
+        url, reason = self.settings.url, outcome.reason
         if new == "OK":  # tolerated: fewer than fail_after failures in a row
             if not every:
                 return None
-            message = "Check %r failed, tolerated (%d in a row): %s"
-            return (logging.INFO, message, key, outcome.failures, reason)
+            message = "Check %r of %s failed, tolerated (%d in a row): %s"
+            return (logging.INFO, message, key, url, outcome.failures, reason)
         if not every and old == new:
             return None
         level = logging.ERROR if run.field.critical else logging.WARNING
-        return (level, "Check %r failed: %s", key, reason)
+        return (level, "Check %r of %s failed: %s", key, url, reason)
 
     def _queue(self, changes: list[StatusChange]) -> bool:
         """Queue changes for the listeners, in order; whether a task must be
@@ -1547,6 +1580,22 @@ class _Monitor:
             return False
         self.notifying = True
         return True
+
+    def next_notice(self) -> tuple[StatusChange | None, int] | None:
+        """Transition: the listeners' task asks what to do next. Returns the
+        next change to deliver, if any, and how many were dropped since it
+        last said so, said at most once in ``_SAY_DROPS_EVERY`` seconds and
+        once more when the queue is empty; None when it is done."""
+        with self.lock:
+            change = self.changes.popleft() if self.changes else None
+            now, dropped = time.monotonic(), 0
+            if self.dropped and (change is None or now >= self.drops_said_at):
+                dropped, self.dropped = self.dropped, 0
+                self.drops_said_at = now + _SAY_DROPS_EVERY
+            if change is None and not dropped:
+                self.notifying = False
+                return None
+            return change, dropped
 
     def due(self, app: Flask, after: _Run) -> None:
         """Transition: the scheduled run that follows ``after`` is due,
@@ -1662,18 +1711,14 @@ class _Notice:
 
     def execute(self, app: Flask) -> bool:
         monitor = self.monitor
-        while True:
-            with monitor.lock:
-                dropped, monitor.dropped = monitor.dropped, 0
-                if not monitor.changes and not dropped:
-                    monitor.notifying = False
-                    return True
-                change = monitor.changes.popleft() if monitor.changes else None
+        while (notice := monitor.next_notice()) is not None:
+            change, dropped = notice
             if dropped:
                 message = "%d status changes were dropped: the listeners fell behind."
                 _emit(app, logging.WARNING, message, dropped, error=None)
             if change is not None:
-                _tell(app, monitor.status._listeners, change)
+                _tell(app, monitor, change)
+        return True
 
     def abandon(self, app: Flask, reason: str) -> None:
         with self.monitor.lock:
@@ -1682,15 +1727,15 @@ class _Notice:
         _emit(app, logging.ERROR, message, reason, error=None)
 
 
-def _tell(
-    app: Flask, listeners: Iterable[Callable[[StatusChange], Any]], change: StatusChange
-) -> None:
-    for listener in listeners:
+def _tell(app: Flask, monitor: _Monitor, change: StatusChange) -> None:
+    """Call each of the monitor's listeners with ``change``."""
+    for listener in monitor.status._listeners:
         try:
             listener(change)
         except BaseException as error:  # SystemExit too: the others still run
-            message = "The status listener %r failed on %r."
-            _emit(app, logging.ERROR, message, listener, change, error=error)
+            message = "The status listener %r of %s failed on %r."
+            url = monitor.settings.url
+            _emit(app, logging.ERROR, message, listener, url, change, error=error)
 
 
 class _Call:
@@ -2406,8 +2451,11 @@ _quiet_access = _QuietAccess()
 def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
     """Run the app's status checks once and print each endpoint's payload.
 
-    Exits 0 when every endpoint is OK or WARN, and 1 when one is FAIL, so that
-    a container can use: HEALTHCHECK CMD flask --app main status
+    Exits 0 when every endpoint is OK or WARN, and 1 when one is FAIL. A usage
+    error exits 2, which Docker reserves, so a Dockerfile maps it to 1:
+
+    \b
+        HEALTHCHECK CMD flask --app main status || exit 1
     """
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     targets = _targets(app, url)
@@ -2518,12 +2566,17 @@ def sql_check(target: Any, query: str = "SELECT 1") -> Callable[[], bool]:
 
     .. code-block:: python
 
-        status.add_field("database", sql_check(db))  # Flask-SQLAlchemy
-        def audit():  # read-only: a missing file fails, and is not created
-            return sqlite3.connect("file:audit.db?mode=ro", uri=True, timeout=0.3)
+        import sqlite3
+
+        from flask_status import sql_check
+
+
+        def database():  # read-only: a missing file fails, and is not created
+            return sqlite3.connect("file:app.sqlite3?mode=ro", uri=True, timeout=0.3)
+
 
         reads = "SELECT count(*) FROM sqlite_master"  # notices a locked file
-        status.add_field("audit", sql_check(audit, reads))
+        status.add_field("database", sql_check(database, reads))
     """
     if not isinstance(query, str):
         raise TypeError(f"The query must be a string of SQL, not {query!r}.")
@@ -2580,9 +2633,11 @@ def redis_check(client: Any) -> Callable[[], bool]:
 
     .. code-block:: python
 
-        client = redis.Redis(socket_timeout=0.2, socket_connect_timeout=0.2,
-                             retry=Retry(NoBackoff(), 0))
-        status.add_field("cache", redis_check(client), critical=False)
+        from flask_status import redis_check
+
+        # redis = Redis(socket_timeout=0.2, socket_connect_timeout=0.2,
+        #               retry=Retry(NoBackoff(), 0))
+        status.add_field("cache", redis_check(redis), critical=False)
     """
     ping = getattr(client, "ping", None)
     if not callable(ping):
@@ -2618,7 +2673,12 @@ def celery_check(app: Any, *, timeout: float = 0.5) -> Callable[[], int]:
 
     .. code-block:: python
 
-        status.add_field("workers", celery_check(celery_app, timeout=0.5))
+        from celery import Celery
+
+        from flask_status import celery_check
+
+        pinger = Celery(broker="redis://cache.internal:6379/0")
+        workers = celery_check(pinger, timeout=0.5)  # for status.add_field
     """
     control: Any = getattr(app, "control", None)
     if not callable(getattr(control, "ping", None)):
@@ -2651,7 +2711,12 @@ def http_check(
 
     .. code-block:: python
 
-        status.add_field("payments", http_check("https://payments.internal/livez"))
+        from flask_status import http_check
+
+        payments = http_check("https://payments.internal/livez", expect=[200])
+        assert repr(payments) == (
+            "<http_check GET https://payments.internal/livez, expect 200>"
+        )
     """
     scheme, host, port, target = _http_url(url)
     seconds = _seconds(timeout, "The timeout", "above")
@@ -2753,7 +2818,9 @@ def tcp_check(host: str, port: int, *, timeout: float = 0.5) -> Callable[[], boo
 
     .. code-block:: python
 
-        status.add_field("smtp", tcp_check("mail.internal", 25), critical=False)
+        from flask_status import tcp_check
+
+        mail = tcp_check("mail.internal", 25, timeout=0.3)  # for status.add_field
     """
     import socket
 
@@ -2789,7 +2856,9 @@ def disk_check(
 
     .. code-block:: python
 
-        status.add_field("disk", disk_check("/var/lib/app", min_free=0.1))
+        from flask_status import disk_check
+
+        status.add_field("disk", disk_check(".", min_free=100 * 2**20))  # 100 MiB
     """
     import shutil
 
@@ -2821,7 +2890,9 @@ def memory_check(*, min_available: int | float) -> Callable[[], int]:
 
     .. code-block:: python
 
-        status.add_field("memory", memory_check(min_available=256 * 2**20))
+        from flask_status import memory_check
+
+        status.add_field("memory", memory_check(min_available=64 * 2**20))
     """
     minimum = _minimum(min_available, "min_available")
     try:

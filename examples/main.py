@@ -1,4 +1,4 @@
-"""The README's quick start: ``python examples/main.py``, then open
+"""The quick start, as in 1.0: ``python examples/main.py``, then open
 http://127.0.0.1:5000/api/status. ``HOST`` and ``PORT`` in the environment
 change where it serves."""
 

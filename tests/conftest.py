@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib
 import logging
 import os
 import re
@@ -219,6 +220,20 @@ class StalledLogHandler(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def gunicorn_command(folder: Path) -> list[str]:
+    """The start of a command serving an app from ``folder`` with gunicorn.
+
+    Newer gunicorn releases (27, say) open a control socket, by default in
+    ``$XDG_RUNTIME_DIR`` or ``~/.gunicorn``, outside the clone and the
+    temporary folder: every test turns it off where gunicorn has it.
+    """
+    settings = importlib.import_module("gunicorn.config").KNOWN_SETTINGS
+    command = [sys.executable, "-m", "gunicorn", "--chdir", str(folder)]
+    if any(s.name == "control_socket_disable" for s in settings):
+        command.append("--no-control-socket")
+    return command
+
+
 class Gunicorn(Protocol):
     def __call__(
         self, source: str, *options: str
@@ -235,7 +250,7 @@ def gunicorn(tmp_path: Path, start: Start) -> Gunicorn:
     def serve(source: str, *options: str) -> tuple[subprocess.Popen[bytes], int]:
         (tmp_path / "served.py").write_text(textwrap.dedent(source))
         port = free_port()
-        command = [sys.executable, "-m", "gunicorn", "--chdir", str(tmp_path)]
+        command = gunicorn_command(tmp_path)
         command += ["--bind", f"127.0.0.1:{port}", *options, "served:app"]
         return start(command, dict(os.environ), port), port
 

@@ -130,11 +130,22 @@ def test_field_decorator_without_name_needs_dunder_name(app: Flask) -> None:
     ("key", "kind", "text"),
     [
         (1, TypeError, "A field key must be a string, not 1."),
-        ("", ValueError, "The field key '' is empty or reserved; choose another key."),
+        (
+            "",
+            ValueError,
+            "The field key '' is empty; give the field a name, such as 'database'.",
+        ),
         (
             "status",
             ValueError,
-            "The field key 'status' is empty or reserved; choose another key.",
+            "The field key 'status' is reserved: the status endpoint writes it"
+            " itself; choose another key.",
+        ),
+        (
+            "checks",
+            ValueError,
+            "The field key 'checks' is reserved: the status endpoint writes it"
+            " itself; choose another key.",
         ),
     ],
 )

@@ -29,6 +29,7 @@ def test_quick_benchmark_prints_every_scenario() -> None:
         "| 5 checks sleeping 50 ms vs one",
         "| storm: 16 clients, 1 s, 20 ms check, no cache",
         "| storm as above with cache=1",
+        "| 3 URLs of one instance probed at once, 20 ms check, no cache",
         "| hung check, timeout 0.2 s, 40 requests, 8 threads",
         "| 5 scheduled trivial checks vs bare",
         "| gunicorn 1x8, 3 trivial checks: req/s vs the floor",

@@ -232,7 +232,11 @@ def test_a_raising_listener_is_logged_and_the_others_run(
     wait_for(lambda: len(heard) == 2, "the listener after the broken one")
     failures = listener_failures(app, caplog)
     assert [(r.name, r.levelno, r.getMessage()) for r in failures] == [
-        (app.name, logging.ERROR, f"The status listener {broken!r} failed on {c!r}.")
+        (
+            app.name,
+            logging.ERROR,
+            f"The status listener {broken!r} of /readyz failed on {c!r}.",
+        )
         for c in heard
     ]
     assert all(r.exc_info is not None and r.exc_info[0] is KeyError for r in failures)
@@ -289,7 +293,7 @@ def test_listeners_never_run_in_the_request_thread(
     wait_for(lambda: heard, "the listener")
     assert heard[0][0] is not threading.current_thread()
     assert heard[0][1]._replace(at=0.0) == change(
-        "hung", None, "FAIL", "timed out after 0.1 s"
+        "hung", None, "FAIL", "timed out after 0.1 s; still running"
     )
 
 
@@ -304,9 +308,12 @@ def test_log_transitions_by_default(
     level = logging.ERROR if critical else logging.WARNING
     records = logged(app, caplog)
     assert [(r.levelno, r.getMessage()) for r in records] == [
-        (level, "Check 'db' failed: ZeroDivisionError: division by zero"),
-        (logging.INFO, "Check 'db' passes again."),
-        (level, "Check 'db' failed: returned False"),
+        (
+            level,
+            "Check 'db' of /api/status failed: ZeroDivisionError: division by zero",
+        ),
+        (logging.INFO, "Check 'db' of /api/status passes again."),
+        (level, "Check 'db' of /api/status failed: returned False"),
     ]
     assert records[0].exc_info is not None
     assert records[0].exc_info[0] is ZeroDivisionError
@@ -321,8 +328,8 @@ def test_log_transitions_from_config(
     FlaskStatus(app).add_field("db", db)
     serve(app, db, [False, False, True])
     assert [(r.levelno, r.getMessage()) for r in logged(app, caplog)] == [
-        (logging.ERROR, "Check 'db' failed: returned False"),
-        (logging.INFO, "Check 'db' passes again."),
+        (logging.ERROR, "Check 'db' of /api/status failed: returned False"),
+        (logging.INFO, "Check 'db' of /api/status passes again."),
     ]
 
 
@@ -339,9 +346,9 @@ def test_log_every_failed_run(
     serve(app, db, [False, False, True, OSError("gone")])
     records = logged(app, caplog)
     assert [(r.levelno, r.getMessage()) for r in records] == [
-        (logging.ERROR, "Check 'db' failed: returned False"),
-        (logging.ERROR, "Check 'db' failed: returned False"),
-        (logging.ERROR, "Check 'db' failed: OSError: gone"),
+        (logging.ERROR, "Check 'db' of /api/status failed: returned False"),
+        (logging.ERROR, "Check 'db' of /api/status failed: returned False"),
+        (logging.ERROR, "Check 'db' of /api/status failed: OSError: gone"),
     ]
     assert records[-1].exc_info is not None
     assert records[-1].exc_info[0] is OSError
@@ -355,7 +362,7 @@ def test_a_reused_cached_failure_is_not_logged_again(
     serve(app, db, [False, False, False])
     assert db.calls == 1
     assert [r.getMessage() for r in logged(app, caplog)] == [
-        "Check 'db' failed: returned False"
+        "Check 'db' of /api/status failed: returned False"
     ]
 
 
@@ -421,7 +428,7 @@ def test_changes_arrive_in_order_though_a_log_handler_stalls_one(
     finally:
         app.logger.removeHandler(handler)
     assert failed == [(503, {"status": "FAIL", "db": False})]
-    assert handler.messages == ["Check 'db' failed: returned False"]
+    assert handler.messages == ["Check 'db' of /readyz failed: returned False"]
     assert timeless(heard) == [
         change("db", None, "OK"),
         change(None, None, "OK"),
@@ -505,7 +512,11 @@ def test_a_listener_raising_system_exit_stops_no_other(
     ]
     failures = listener_failures(app, caplog)
     assert [(r.name, r.levelno, r.getMessage()) for r in failures] == [
-        (app.name, logging.ERROR, f"The status listener {exits!r} failed on {c!r}.")
+        (
+            app.name,
+            logging.ERROR,
+            f"The status listener {exits!r} of /readyz failed on {c!r}.",
+        )
         for c in heard
     ]
     assert all(r.exc_info and r.exc_info[0] is SystemExit for r in failures)
@@ -559,3 +570,38 @@ def test_a_log_that_raises_breaks_no_listener_request_or_worker(app: Flask) -> N
         change("db", "OK", "FAIL", "returned False"),
         change(None, "OK", "FAIL"),
     ]
+
+
+def test_a_slow_listener_is_warned_about_once_per_interval_not_per_drop(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """10,000 transitions past a listener that takes a millisecond each: the
+    drops are counted exactly, but said in a few lines, not thousands."""
+    db = Switch()
+    status = FlaskStatus(app, url=URL)
+    status.add_field("db", db)
+    heard: list[StatusChange] = []
+
+    @status.on_change
+    def slow(change: StatusChange) -> None:
+        time.sleep(0.001)
+        heard.append(change)
+
+    client = app.test_client()
+    for n in range(5000):  # two changes a request: the check's and the URL's
+        db.result = n % 2 == 0
+        client.get(URL)
+
+    def said() -> list[str]:
+        return [
+            r.getMessage()
+            for r in logged(app, caplog)
+            if r.getMessage().endswith("were dropped: the listeners fell behind.")
+        ]
+
+    wait_for(
+        lambda: len(heard) + sum(int(m.split()[0]) for m in said()) == 10000,
+        "every change heard or counted",
+        60,
+    )
+    assert 1 <= len(said()) <= 3  # the first, perhaps one 10 s later, the last

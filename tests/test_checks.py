@@ -38,7 +38,8 @@ def test_raising_check_fails_without_leaking(
     [record] = logged(app, caplog)
     assert record.levelno == logging.ERROR
     assert record.getMessage() == (
-        "Check 'db' failed: ConnectionError: db.internal:5432 password=hunter2 refused"
+        "Check 'db' of /api/status failed: ConnectionError: db.internal:5432"
+        " password=hunter2 refused"
     )
     assert record.exc_info is not None
     assert record.exc_info[0] is ConnectionError

@@ -89,7 +89,7 @@ def test_real_process_with_a_hung_check_exits_on_time(tmp_path: Path) -> None:
         1,
         '/api/status {"status":"FAIL","hung":false,"fine":true}\n',
     )
-    assert "Check 'hung' failed: timed out after 0.3 s" in result.stderr
+    assert "Check 'hung' of /api/status failed: timed out after 0.3 s" in result.stderr
     assert elapsed < 10  # a joined pool would wait for the hung check forever
 
 
@@ -178,3 +178,14 @@ def test_the_readme_forms_for_an_installed_package(tmp_path: Path) -> None:
         0,
         '/readyz {"status":"OK","db":true}\n',
     )
+
+
+def test_help_gives_the_healthcheck_the_readme_gives(app: Flask) -> None:
+    """Docker reserves exit status 2, which a usage error gives: both say
+    ``|| exit 1``."""
+    FlaskStatus(app)
+    result = app.test_cli_runner().invoke(args=["status", "--help"])
+    line = "HEALTHCHECK CMD flask --app main status || exit 1"
+    assert f"    {line}\n" in result.output  # on a line of its own, to copy
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert line in readme

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import runpy
 import socket
 import subprocess
@@ -280,3 +281,78 @@ def test_probes_serves_on_loopback_with_the_default_token(
     payload = json.loads(body)
     assert (code, payload["status"], payload["database"]) == (200, "WARN", True)
     assert payload["errors"]["cache"].startswith("ConnectionRefusedError: ")
+
+
+@pytest.fixture
+def demo_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The demo's database under tmp_path, not created."""
+    path = tmp_path / "demo.sqlite3"
+    monkeypatch.setenv("DEMO_DATABASE", str(path))
+    return path
+
+
+def test_demo_fails_and_recovers_as_it_says(
+    demo_database: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    demo = load("demo.py")
+    app = demo["app"]
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 503  # created only when served
+    demo["create_database"]()
+    assert (client.get("/readyz").status_code, client.get("/livez").status_code) == (
+        200,
+        200,
+    )
+    demo_database.rename(demo_database.with_name("demo.sqlite3.away"))
+    response = client.get("/api/status")
+    assert (response.status_code, response.get_json()) == (
+        503,
+        {
+            "status": "FAIL",
+            "version": "1.0",
+            "database": False,
+            "errors": {
+                "database": "sqlite3.OperationalError: unable to open database file"
+            },
+        },
+    )
+    assert not demo_database.exists()  # mode=rw: the check creates no file
+    demo_database.with_name("demo.sqlite3.away").rename(demo_database)
+    response = client.get("/readyz")
+    assert (response.status_code, response.get_json()) == (200, {"status": "OK"})
+    page = client.get("/api/status?format=html")
+    assert (page.status_code, page.mimetype) == (200, "text/html")
+    lines = [
+        (r.levelname, r.getMessage()) for r in caplog.records if r.name == app.name
+    ]
+    failed = (
+        "ERROR",
+        "Check 'database' of /api/status failed: sqlite3.OperationalError:"
+        " unable to open database file",
+    )
+    passes = ("INFO", "Check 'database' of /api/status passes again.")
+    assert lines == [failed, passes] * 2  # before the file was made, and moved
+
+
+def test_demo_prints_the_urls_and_the_hint_it_serves(
+    demo_database: Path, start: Start, tmp_path: Path
+) -> None:
+    """The README's first command, as a newcomer follows it: open each
+    printed URL, run the printed moves, see 503 and then 200."""
+    port = free_port()
+    env = dict(os.environ, PORT=str(port))
+    env.pop("HOST", None)
+    start([sys.executable, str(EXAMPLES / "demo.py")], env, port)
+    printed = (tmp_path / "server-0.log").read_text()
+    urls = re.findall(rf"http://127\.0\.0\.1:{port}(/\S*)", printed)
+    assert urls == ["/livez", "/readyz", "/api/status", "/api/status?format=html"]
+    assert [http_get(port, url)[0] for url in urls] == [200, 200, 200, 200]
+    moves = re.findall(r"^  mv (\S+) (\S+)$", printed, re.M)
+    assert [Path(a) for a, _ in moves] == [
+        demo_database,
+        demo_database.with_name("demo.sqlite3.away"),
+    ]
+    os.rename(*moves[0])
+    assert http_get(port, "/readyz") == (503, b'{"status":"FAIL"}')
+    os.rename(*moves[1])
+    assert http_get(port, "/readyz") == (200, b'{"status":"OK"}')

@@ -7,13 +7,13 @@ from __future__ import annotations
 import http.client
 import os
 import sqlite3
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from conftest import Start
 from conftest import free_port
+from conftest import gunicorn_command
 from conftest import http_get
 
 APP = textwrap.dedent(
@@ -63,7 +63,7 @@ def served(tmp_path: Path, start: Start) -> Served:
     connection.close()
     port = free_port()
     env = dict(os.environ, OPS_DATABASE=str(database), OPS_SPOOL=str(spool))
-    command = [sys.executable, "-m", "gunicorn", "--chdir", str(tmp_path)]
+    command = gunicorn_command(tmp_path)
     command += ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"]
     start([*command, "opsapp:app"], env, port)
     return Served(port, database, spool)

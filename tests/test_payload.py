@@ -261,7 +261,8 @@ def test_an_unencodable_result_fails_only_its_field(
     [record] = logged(app, caplog)
     assert record.levelno == logging.WARNING
     assert record.getMessage() == (
-        "Check 'widget' failed: returned a Widget object that JSON cannot encode"
+        "Check 'widget' of /api/status failed: returned a Widget object that JSON"
+        " cannot encode"
     )
     assert record.exc_info is not None  # the provider's own words, in the log
     error = record.exc_info[1]
@@ -428,4 +429,33 @@ def test_errors_read_as_type_and_message(
     [entry] = client.get("/api/status", headers=HEALTH).get_json()["checks"]["db"]
     assert entry["output"] == reason
     messages = {r.getMessage() for r in logged(app, caplog)}
-    assert messages == {f"Check 'db' failed: {reason}"}
+    assert messages == {f"Check 'db' of /api/status failed: {reason}"}
+
+
+def test_lone_surrogates_from_a_check_never_make_a_500(app: Flask) -> None:
+    """With ensure_ascii off, a result or an error text with a lone surrogate
+    could not be encoded as UTF-8: the result fails its check, and the
+    error text is shown escaped."""
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    status = FlaskStatus(app, show_errors=True)
+    status.add_field("name", lambda: "caf\udce9")
+
+    def broken() -> bool:
+        raise OSError("bad path b'caf\udce9'")
+
+    status.add_field("disk", broken)
+    for path in (
+        "/api/status",
+        "/api/status?format=prometheus",
+        "/api/status?format=html",
+    ):
+        assert app.test_client().get(path).status_code in (200, 503)
+    assert app.test_client().get("/api/status").get_json() == {
+        "status": "FAIL",
+        "name": False,
+        "disk": False,
+        "errors": {
+            "name": "returned a str object that JSON cannot encode",
+            "disk": "OSError: bad path b'caf\\udce9'",
+        },
+    }

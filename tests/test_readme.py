@@ -1,5 +1,6 @@
-"""What the README quotes the code as saying, the code says: each error
-block, and the reasons and log lines quoted in its text."""
+"""What the README and the manual (docs/) quote the code as saying, the code
+says: each error block, the reasons and log lines quoted in their text, and
+the README's Kubernetes recipe with the Prometheus scrape config beside it."""
 
 from __future__ import annotations
 
@@ -10,19 +11,25 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import Switch
 from conftest import logged
 from flask import Flask
 
 from flask_status import FlaskStatus
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+TEXT = "\n".join(page.read_text() for page in PAGES)  # README, then the manual
 
 
 def error_blocks() -> list[str]:
-    """The README's ```text blocks that quote an exception, one line each."""
-    blocks = re.findall(r"```text\n(.*?)```", README, re.S)
+    """The ```text blocks that quote an exception, one line each, in the
+    README and then the manual's pages by name."""
+    blocks = re.findall(r"```text\n(.*?)```", TEXT, re.S)
     return [" ".join(b.split()) for b in blocks if re.match(r"\w+Error: ", b)]
 
 
@@ -39,9 +46,11 @@ def timeout_from_the_environment() -> None:
 
 
 def test_each_quoted_error_is_the_one_raised() -> None:
-    raised = [
+    raised = [  # docs/checks.md, then docs/setup.md
         refused(lambda: FlaskStatus(message={"errors": []})),
         refused(lambda: FlaskStatus().add_field("tags", {"a"})),
+        refused(lambda: FlaskStatus().add_field("", True)),
+        refused(lambda: FlaskStatus().add_field("status", True)),
         refused(timeout_from_the_environment),
     ]
     assert error_blocks() == raised
@@ -93,13 +102,13 @@ def test_each_quoted_reason_is_the_one_shown(
         "ValueError",
         "sqlite3.OperationalError: no such table: missing",
         "sqlite3.OperationalError: unable to open database file",
-        "timed out after 0.8 s",
+        "timed out after 0.8 s; still running",
         "returned False",
         "returned a bytes object that JSON cannot encode",
     }
     assert shown == quoted
     for text in quoted:
-        assert f"`{text}`" in README or f'"{text}"' in README, text
+        assert f"`{text}`" in TEXT or f'"{text}"' in TEXT, text
 
 
 def test_the_quoted_recovery_line_is_the_one_logged(
@@ -114,5 +123,93 @@ def test_the_quoted_recovery_line_is_the_one_logged(
     with caplog.at_level(logging.INFO, logger=app.name):
         client.get("/api/status")
     [line] = [r.getMessage() for r in logged(app, caplog) if r.levelno == logging.INFO]
-    assert line == "Check 'db' passes again."
-    assert f"`{line}`" in README
+    assert line == "Check 'db' of /api/status passes again."
+    assert f"`{line}`" in TEXT
+
+
+def test_the_logging_page_quotes_the_lines_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = Flask("logging_page")
+    status = FlaskStatus(app, url="/readyz")
+    db, cache = Switch(False), Switch(False)
+    status.add_field("db", db)
+    status.add_field("cache", cache, critical=False)
+    client = app.test_client()
+    with caplog.at_level(logging.INFO, logger=app.name):
+        client.get("/readyz")
+        db.result = True
+        client.get("/readyz?exclude=cahce")
+    lines = [(r.levelname, r.getMessage()) for r in logged(app, caplog)]
+    assert sorted(lines) == [
+        ("ERROR", "Check 'db' of /readyz failed: returned False"),
+        ("INFO", "Check 'db' of /readyz passes again."),
+        ("WARNING", "Cannot exclude 'cahce' from /readyz: there is no such field."),
+        ("WARNING", "Check 'cache' of /readyz failed: returned False"),
+    ]
+    page = (ROOT / "docs" / "logging.md").read_text()
+    for level, line in lines:
+        assert f"| {level} | `{line}` |" in page
+
+
+def the_recipe() -> str:
+    """The README's Kubernetes recipe: its Python block with details_when."""
+    [code] = [
+        block
+        for block in re.findall(r"```python\n(.*?)```", README, re.S)
+        if "details_when" in block
+    ]
+    return str(code)
+
+
+def test_prometheus_gets_the_details_with_the_readme_scrape_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scrape config sends its credentials_file as Authorization: Bearer,
+    which is what the recipe's is_operator reads."""
+    [scrape] = re.findall(r"```yaml\n(scrape_configs:.*?)```", README, re.S)
+    assert "metrics_path: /readyz" in scrape
+    assert "params: {format: [prometheus]}" in scrape
+    assert re.search(r"authorization:\n +credentials_file: ", scrape)
+    database = tmp_path / "app.sqlite3"
+    sqlite3.connect(database).close()
+    monkeypatch.setenv("DATABASE", str(database))
+    monkeypatch.setenv("OPS_TOKEN", "s3cret")
+    recipe: dict[str, Any] = {"__name__": "main"}
+    exec(the_recipe(), recipe)
+    client = recipe["app"].test_client()
+
+    def scraped(headers: dict[str, str]) -> list[str]:
+        response = client.get("/readyz?format=prometheus", headers=headers)
+        text = response.get_data(as_text=True)
+        return [line for line in text.splitlines() if not line.startswith("#")]
+
+    assert scraped({"Authorization": "Bearer s3cret"}) == [
+        'flask_status_up{url="/readyz"} 1',
+        'flask_status_check_up{url="/readyz",check="database"} 1',
+        AnyDuration(
+            'flask_status_check_duration_seconds{url="/readyz",check="database"} '
+        ),
+    ]
+    for wrong in ({}, {"Authorization": "Bearer nope"}, {"X-Operator-Token": "s3cret"}):
+        assert scraped(wrong) == ['flask_status_up{url="/readyz"} 1']
+    assert client.get("/livez").get_json() == {"status": "OK"}
+    monkeypatch.setenv("DATABASE", str(tmp_path / "missing.sqlite3"))
+    exec(the_recipe(), recipe)
+    probe = recipe["app"].test_client().get("/readyz")
+    assert (probe.status_code, probe.get_json()) == (503, {"status": "FAIL"})
+    assert not (tmp_path / "missing.sqlite3").exists()
+
+
+class AnyDuration(str):
+    """A metric line with this prefix and any number after it."""
+
+    def __eq__(self, other: object) -> bool:
+        rest = str(other).removeprefix(self)
+        return (
+            isinstance(other, str)
+            and other.startswith(self)
+            and bool(re.fullmatch(r"[0-9.e-]+", rest))
+        )
+
+    __hash__ = str.__hash__

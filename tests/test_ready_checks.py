@@ -649,30 +649,3 @@ def test_memory_check_is_refused_where_memory_cannot_be_read(
         f"memory_check reads MemAvailable from {path}, which this system does not"
         f" have ({problem.format(path=str(path))}); it needs Linux 3.14 or later."
     )
-
-
-def test_the_readme_example_makes_every_check() -> None:
-    """The README's example runs as written (making the checks connects to
-    nothing), and adds the fields it names."""
-    for library in ("sqlalchemy", "psycopg", "redis", "celery"):
-        pytest.importorskip(library)
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("### Ready-made checks\n", 1)[1]
-    example = section.split("```python\n", 1)[1].split("```", 1)[0]
-    app = Flask("readme")
-    namespace: dict[str, Any] = {"app": app}
-    exec(example, namespace)
-    fields = namespace["status"]._fields
-    assert list(fields) == [
-        "database",
-        "jobs",
-        "cache",
-        "workers",
-        "payments",
-        "mail",
-        "disk",
-        "memory",
-    ]
-    assert repr(fields["payments"].value) == (
-        "<http_check GET https://payments.internal/livez, expect 200-399>"
-    )

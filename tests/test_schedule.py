@@ -252,7 +252,7 @@ def test_a_hung_run_fails_at_its_deadline_without_requests(
     assert [(c.check, c.old, c.new, c.reason) for c in changes] == [
         ("db", None, "OK", None),
         (None, None, "OK", None),
-        ("db", "OK", "FAIL", "timed out after 0.2 s"),
+        ("db", "OK", "FAIL", "timed out after 0.2 s; still running"),
         (None, "OK", "FAIL", None),
     ]
     failing = (

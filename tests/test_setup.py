@@ -474,3 +474,18 @@ def test_every_setting_is_a_keyword_a_field_and_documented() -> None:
         assert f":param {setting.name}:" in doc
         assert f"``{setting.key}``" in doc
         assert f"| `{setting.name}` | `{setting.key}` |" in readme
+
+
+def test_a_key_that_cannot_be_utf_8_is_refused(app: Flask) -> None:
+    with pytest.raises(ValueError) as error:
+        FlaskStatus(app).add_field("\udc80", lambda: True)
+    assert str(error.value) == (
+        "The field key '\\udc80' has text that cannot be encoded as UTF-8 (a lone"
+        " surrogate), as every response must be; decode it with errors='replace'"
+        " first."
+    )
+    with pytest.raises(ValueError) as error:
+        FlaskStatus(app, url="/other", message={"note": "\udc80"})
+    assert str(error.value).startswith(
+        "The status message {'note': '\\udc80'} has text that cannot be encoded"
+    )

@@ -116,7 +116,7 @@ def test_a_timeout_is_a_failed_run(app: Flask) -> None:
     status.add_field("db", slow, fail_after=2)
     client = app.test_client()
     assert get(client) == (200, {"status": "OK", "db": True})
-    timed_out = {"db": False, "errors": {"db": "timed out after 0.05 s"}}
+    timed_out = {"db": False, "errors": {"db": "timed out after 0.05 s; still running"}}
     assert get(client) == (200, {"status": "OK", **timed_out})  # tolerated
     time.sleep(0.2)  # the late call returns: the next request runs it again
     assert get(client) == (503, {"status": "FAIL", **timed_out})
@@ -172,8 +172,11 @@ def test_every_mode_logs_a_tolerated_failure_at_info(
     get(client)
     get(client)
     assert [(r.levelname, r.getMessage()) for r in logged(app, caplog)] == [
-        ("INFO", "Check 'db' failed, tolerated (1 in a row): returned False"),
-        ("ERROR", "Check 'db' failed: returned False"),
+        (
+            "INFO",
+            "Check 'db' of /api/status failed, tolerated (1 in a row): returned False",
+        ),
+        ("ERROR", "Check 'db' of /api/status failed: returned False"),
     ]
 
 
@@ -188,8 +191,8 @@ def test_transitions_mode_logs_when_the_status_turns(
         db.result = result
         get(client)
     assert [(r.levelname, r.getMessage()) for r in logged(app, caplog)] == [
-        ("ERROR", "Check 'db' failed: returned False"),
-        ("INFO", "Check 'db' passes again."),
+        ("ERROR", "Check 'db' of /api/status failed: returned False"),
+        ("INFO", "Check 'db' of /api/status passes again."),
     ]
 
 
