@@ -23,7 +23,8 @@ view answers each request; the settings and their validators; the monitor,
 where requests join runs of checks and runs settle, in transitions taken
 under one lock; the other tasks the worker threads run; the threads
 themselves, the scheduler and the fork handling; the payload, one writer
-per format; and the command line.
+per format; the command line; and ready-made checks for the services an
+app depends on.
 """
 
 from __future__ import annotations
@@ -70,7 +71,17 @@ from flask.cli import with_appcontext
 from flask.json.provider import DefaultJSONProvider
 
 __version__ = "2.0.0"
-__all__ = ["FlaskStatus", "StatusChange"]
+__all__ = [
+    "FlaskStatus",
+    "StatusChange",
+    "celery_check",
+    "disk_check",
+    "http_check",
+    "memory_check",
+    "redis_check",
+    "sql_check",
+    "tcp_check",
+]
 
 View = Callable[..., Any]
 Authenticator = Callable[[View], View]
@@ -2555,3 +2566,435 @@ def _per_check_target(
         return None
     group = status._routes[endpoint]
     return _Target(status, group, key) if key in group.select(status._fields) else None
+
+
+# -- ready-made checks: one factory per service an app depends on -------------
+#
+# Each function validates its arguments at once and returns a check for
+# add_field. Client libraries are the app's own: a check uses the object it
+# is given, or imports its library only when it runs; the standard library
+# modules used only here are imported where they are used, too, so that
+# importing flask_status costs no more for an app that uses none of them.
+
+R = TypeVar("R")  # what a call returns
+
+
+class _ReadyCheck:
+    """A check made by one of the functions below: calling it runs ``probe``,
+    which returns what the field shows or raises why the service failed."""
+
+    def __init__(self, what: str, probe: Callable[[], Any]) -> None:
+        self._what = what
+        self._probe = probe
+
+    def __call__(self) -> Any:
+        return self._probe()
+
+    def __repr__(self) -> str:
+        return f"<{self._what}>"
+
+
+def sql_check(target: Any, query: str = "SELECT 1") -> Callable[[], bool]:
+    """A check that runs ``query`` on a connection of its own, then gives the
+    connection back (to the engine's pool, or closed) with no transaction
+    left open; it shows ``true``.
+
+    :param target: a SQLAlchemy ``Engine``; a Flask-SQLAlchemy extension,
+        whose engine is looked up in the app context the check runs in; or a
+        callable taking no arguments that returns a DB-API 2.0 connection,
+        which is closed after the query.
+    :param query: a query that reads, such as ``"SELECT 1"``. For SQLite,
+        ``"SELECT count(*) FROM sqlite_master"`` reads the file, so it
+        notices a lock that ``SELECT 1`` does not.
+
+    .. code-block:: python
+
+        import sqlite3
+
+        from flask_status import sql_check
+
+
+        def database():  # read-only: a missing file fails, and is not created
+            return sqlite3.connect("file:app.sqlite3?mode=ro", uri=True, timeout=0.3)
+
+
+        reads = "SELECT count(*) FROM sqlite_master"  # notices a locked file
+        status.add_field("database", sql_check(database, reads))
+    """
+    if not isinstance(query, str):
+        raise TypeError(f"The query must be a string of SQL, not {query!r}.")
+    if not query.strip():
+        raise ValueError(f"The query {query!r} is empty; give one such as 'SELECT 1'.")
+    kind = type(target)
+    if callable(getattr(kind, "connect", None)):  # an Engine
+        probe = functools.partial(_sql_engine, lambda: target, query)
+    elif hasattr(kind, "engine"):  # Flask-SQLAlchemy: .engine needs an app context
+        probe = functools.partial(_sql_engine, lambda: target.engine, query)
+    elif callable(target):
+        probe = functools.partial(_sql_dbapi, target, query)
+    else:
+        raise TypeError(
+            f"sql_check needs a SQLAlchemy Engine, a Flask-SQLAlchemy extension"
+            f" or a callable returning a DB-API connection, not {target!r}."
+        )
+    return _ReadyCheck(f"sql_check {query!r} on {target!r}", probe)
+
+
+def _sql_engine(engine: Callable[[], Any], query: str) -> bool:
+    from sqlalchemy import text  # the app's own SQLAlchemy, only when checked
+
+    with engine().connect() as connection:  # closing rolls back, gives it back
+        result = connection.execute(text(query))
+        if result.returns_rows:
+            result.fetchall()
+    return True
+
+
+def _sql_dbapi(connect: Callable[[], Any], query: str) -> bool:
+    connection = connect()
+    try:
+        cursor = connection.cursor()
+        cursor.execute(query)
+        if cursor.description is not None:
+            cursor.fetchall()
+        cursor.close()
+    finally:
+        connection.close()  # unfinished transactions are discarded
+    return True
+
+
+def redis_check(client: Any) -> Callable[[], bool]:
+    """A check that sends ``PING`` with the app's own Redis client (redis-py,
+    or anything with a ``ping()`` method); it shows ``true``, and fails
+    unless the answer is true.
+
+    Give the client socket timeouts below the field's ``timeout``, and no
+    retries: redis-py 8 retries a failed command with backoff, for seconds.
+
+    :param client: the client, with its connection pool; made once, not per
+        check.
+
+    .. code-block:: python
+
+        from flask_status import redis_check
+
+        # redis = Redis(socket_timeout=0.2, socket_connect_timeout=0.2,
+        #               retry=Retry(NoBackoff(), 0))
+        status.add_field("cache", redis_check(redis), critical=False)
+    """
+    ping = getattr(client, "ping", None)
+    if not callable(ping):
+        raise TypeError(
+            f"redis_check needs a client with a ping() method, such as"
+            f" redis.Redis(), not {client!r}."
+        )
+
+    def probe() -> bool:
+        answer = ping()
+        if inspect.iscoroutine(answer):  # redis.asyncio: truthy, never sent
+            answer.close()
+            raise TypeError(
+                "PING gave a coroutine; give redis_check a client that answers"
+                " at once, such as redis.Redis(), not an asyncio one."
+            )
+        if not answer:
+            raise RuntimeError(f"PING answered {answer!r}")
+        return True
+
+    return _ReadyCheck(f"redis_check PING {client!r}", probe)
+
+
+def celery_check(app: Any, *, timeout: float = 0.5) -> Callable[[], int]:
+    """A check that pings the Celery workers and passes as soon as one
+    replies, so it shows ``1``; it fails when none replies within
+    ``timeout`` seconds.
+
+    :param app: the Celery app, whose broker connection pool it uses.
+    :param timeout: seconds to wait for a reply; keep it below the field's
+        timeout. The broker's own socket timeouts bound the rest (see the
+        README).
+
+    .. code-block:: python
+
+        from celery import Celery
+
+        from flask_status import celery_check
+
+        pinger = Celery(broker="redis://cache.internal:6379/0")
+        workers = celery_check(pinger, timeout=0.5)  # for status.add_field
+    """
+    control: Any = getattr(app, "control", None)
+    if not callable(getattr(control, "ping", None)):
+        raise TypeError(f"celery_check needs a Celery app, not {app!r}.")
+    seconds = _seconds(timeout, "The timeout", "above")
+
+    def probe() -> int:
+        # limit=1: return at the first reply, not after the whole timeout
+        replies = control.ping(timeout=seconds, limit=1)
+        if not replies:
+            raise TimeoutError(f"no Celery worker replied within {seconds:g} s")
+        return len(replies)
+
+    return _ReadyCheck(f"celery_check ping {app!r}, within {seconds:g} s", probe)
+
+
+def http_check(
+    url: str, *, timeout: float = 0.5, expect: Iterable[int] = range(200, 400)
+) -> Callable[[], int]:
+    """A check that sends one ``GET`` to ``url`` with the standard library,
+    following no redirect, and shows the status code; a code outside
+    ``expect`` fails with the reason ``HTTP 503`` (the code).
+
+    :param url: an ``http`` or ``https`` URL; ``https`` verifies the server's
+        certificate against the system's.
+    :param timeout: seconds each socket operation may take (connecting,
+        sending, waiting for the status line); keep it below the field's
+        timeout, so that a dead host fails with its own reason.
+    :param expect: the status codes that pass.
+
+    .. code-block:: python
+
+        from flask_status import http_check
+
+        payments = http_check("https://payments.internal/livez", expect=[200])
+        assert repr(payments) == (
+            "<http_check GET https://payments.internal/livez, expect 200>"
+        )
+    """
+    scheme, host, port, target = _http_url(url)
+    seconds = _seconds(timeout, "The timeout", "above")
+    codes = _status_codes(expect)
+
+    def probe() -> int:
+        get = functools.partial(_http_get, scheme, host, port, target, seconds)
+        code = _answered(f"{host}:{port}", seconds, get)
+        if code not in codes:
+            raise RuntimeError(f"HTTP {code}")
+        return code
+
+    what = f"http_check GET {url}, expect {_ranges(codes)}"
+    return _ReadyCheck(what, probe)
+
+
+def _http_url(url: object) -> tuple[str, str, int, str]:
+    """The scheme, host, port and request target of an http or https URL."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str):
+        raise TypeError(f"The URL must be a string, not {url!r}.")
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # not a number, or out of range
+        port = 0
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port:
+        raise ValueError(
+            f"The URL {url!r} is not an http or https URL with a host and a"
+            " valid port; give one such as 'http://127.0.0.1:8080/livez'."
+        )
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, parts.hostname, port, target
+
+
+def _status_codes(expect: object) -> frozenset[int]:
+    given: list[object] = list(expect) if isinstance(expect, Iterable) else [expect]
+    codes = [c for c in given if isinstance(c, int) and not isinstance(c, bool)]
+    if not codes or len(codes) < len(given):
+        raise TypeError(
+            f"expect must be HTTP status codes (ints), such as range(200, 400),"
+            f" not {expect!r}."
+        )
+    wrong = [c for c in codes if not 100 <= c <= 599]
+    if wrong:
+        raise ValueError(
+            f"expect has {wrong[0]!r}, which is no HTTP status code; give codes"
+            " from 100 to 599."
+        )
+    return frozenset(codes)
+
+
+def _ranges(codes: frozenset[int]) -> str:
+    """``200-399``, or ``200, 204``: the codes, runs written as ranges."""
+    runs: list[list[int]] = []
+    for code in sorted(codes):
+        if runs and code == runs[-1][-1] + 1:
+            runs[-1].append(code)
+        else:
+            runs.append([code])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
+
+
+def _http_get(scheme: str, host: str, port: int, target: str, seconds: float) -> int:
+    import http.client
+
+    kind = (
+        http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+    )
+    connection = kind(host, port, timeout=seconds)
+    try:
+        connection.request("GET", target, headers={"User-Agent": "flask-status"})
+        return connection.getresponse().status  # the body is never read
+    finally:
+        connection.close()
+
+
+def _answered(where: str, seconds: float, call: Callable[[], R]) -> R:
+    """``call()``, with a socket timeout raised as a TimeoutError naming
+    ``where`` (before Python 3.10 it is a ``socket.timeout`` saying only
+    ``timed out``)."""
+    import socket
+
+    try:
+        return call()
+    except socket.timeout as error:
+        raise TimeoutError(f"{where} did not answer within {seconds:g} s") from error
+
+
+def tcp_check(host: str, port: int, *, timeout: float = 0.5) -> Callable[[], bool]:
+    """A check that connects to ``host:port`` over TCP and closes the
+    connection; it shows ``true``.
+
+    :param host: a host name or IP address.
+    :param port: the TCP port, from 1 to 65535.
+    :param timeout: seconds to wait for the connection; keep it below the
+        field's timeout.
+
+    .. code-block:: python
+
+        from flask_status import tcp_check
+
+        mail = tcp_check("mail.internal", 25, timeout=0.3)  # for status.add_field
+    """
+    import socket
+
+    if not isinstance(host, str):
+        raise TypeError(f"The host must be a string, not {host!r}.")
+    if not host.strip():
+        raise ValueError(f"The host {host!r} is empty; give a name or IP address.")
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"The port must be an int, not {port!r}.")
+    if not 1 <= port <= 65535:
+        raise ValueError(
+            f"The port {port!r} is out of range; give one from 1 to 65535."
+        )
+    seconds = _seconds(timeout, "The timeout", "above")
+
+    def probe() -> bool:
+        connect = functools.partial(socket.create_connection, (host, port), seconds)
+        _answered(f"{host}:{port}", seconds, connect).close()
+        return True
+
+    return _ReadyCheck(f"tcp_check {host}:{port}, within {seconds:g} s", probe)
+
+
+def disk_check(
+    path: str | os.PathLike[str] = "/", *, min_free: int | float
+) -> Callable[[], int]:
+    """A check that shows the free bytes on the disk holding ``path``, and
+    fails when they are fewer than ``min_free``.
+
+    :param path: a file or folder on the disk.
+    :param min_free: bytes (an int), or a fraction of the disk's size (a
+        float between 0 and 1).
+
+    .. code-block:: python
+
+        from flask_status import disk_check
+
+        status.add_field("disk", disk_check(".", min_free=100 * 2**20))  # 100 MiB
+    """
+    import shutil
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"The path must be a string or a path, not {path!r}.")
+    where = os.fspath(path)
+    minimum = _minimum(min_free, "min_free")
+
+    def probe() -> int:
+        usage = shutil.disk_usage(where)
+        return _at_least(usage.free, usage.total, minimum, f"free on {where!r}")
+
+    return _ReadyCheck(
+        f"disk_check at least {_share(minimum)} free on {where!r}", probe
+    )
+
+
+_MEMINFO = "/proc/meminfo"
+
+
+def memory_check(*, min_available: int | float) -> Callable[[], int]:
+    """A check that shows the bytes of memory available (``MemAvailable``
+    in ``/proc/meminfo``, Linux 3.14 and later), and fails when they are
+    fewer than ``min_available``.
+
+    :param min_available: bytes (an int), or a fraction of the memory (a
+        float between 0 and 1).
+    :raises OSError: where ``/proc/meminfo`` has no ``MemAvailable``.
+
+    .. code-block:: python
+
+        from flask_status import memory_check
+
+        status.add_field("memory", memory_check(min_available=64 * 2**20))
+    """
+    minimum = _minimum(min_available, "min_available")
+    try:
+        _meminfo()
+    except (OSError, KeyError, ValueError, IndexError) as error:
+        raise OSError(
+            f"memory_check reads MemAvailable from {_MEMINFO}, which this system"
+            f" does not have ({_describe(error)}); it needs Linux 3.14 or later."
+        ) from None
+
+    def probe() -> int:
+        available, total = _meminfo()
+        return _at_least(available, total, minimum, "available")
+
+    return _ReadyCheck(f"memory_check at least {_share(minimum)} available", probe)
+
+
+def _meminfo() -> tuple[int, int]:
+    """MemAvailable and MemTotal, in bytes."""
+    with open(_MEMINFO) as file:
+        kib = {k: v.split()[0] for k, v in (line.split(":", 1) for line in file)}
+    return int(kib["MemAvailable"]) * 1024, int(kib["MemTotal"]) * 1024
+
+
+def _minimum(value: object, what: str) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{what} must be bytes (an int) or a fraction of the total (a float"
+            f" between 0 and 1), not {value!r}."
+        )
+    if value < 0 if isinstance(value, int) else not 0 < value < 1:
+        raise ValueError(
+            f"{what} {value!r} is out of range; give bytes as an int from 0, or"
+            " a fraction as a float between 0 and 1, such as 0.1."
+        )
+    return value
+
+
+def _at_least(have: int, total: int, minimum: int | float, what: str) -> int:
+    """``have``, if it is at least ``minimum`` (bytes, or a share of
+    ``total``); else raise a RuntimeError saying how much there is, ``what``
+    it is and the minimum."""
+    need = minimum if isinstance(minimum, int) else math.ceil(minimum * total)
+    if have < need:
+        share = "" if isinstance(minimum, int) else f" ({_size(need)})"
+        raise RuntimeError(
+            f"{_size(have)} {what}, below the minimum of {_share(minimum)}{share}"
+        )
+    return have
+
+
+def _share(minimum: int | float) -> str:
+    """``5.0 GB`` for bytes, ``10%`` for a fraction."""
+    return _size(minimum) if isinstance(minimum, int) else f"{minimum * 100:g}%"
+
+
+def _size(count: int) -> str:
+    """Bytes for a reader: ``512 bytes``, ``3.2 GB`` (powers of 1000)."""
+    if count < 1000:
+        return f"{count} bytes"
+    exponent = min(int(math.log10(count)) // 3, 4)
+    return f"{count / 1000**exponent:.1f} {'kMGT'[exponent - 1]}B"

@@ -41,12 +41,10 @@ any address but loopback, set ``PROBES_TOKEN``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hmac
 import ipaddress
 import os
-import socket
 import sqlite3
 from typing import Any
 from typing import Callable
@@ -57,6 +55,8 @@ from flask import abort
 from flask import request
 
 from flask_status import FlaskStatus
+from flask_status import sql_check
+from flask_status import tcp_check
 
 DEFAULT_TOKEN = "change-me"
 DATABASE = os.environ.get("PROBES_DATABASE", "probes.sqlite3")
@@ -69,20 +69,16 @@ readyz = FlaskStatus(app, url="/readyz", timeout=0.5)
 detailed = FlaskStatus(app, timeout=0.5, show_errors=True)
 
 
-def database() -> bool:
-    """The database file opens and its schema can be read (mode=rw: no file,
-    no database; a long lock shows as a timeout)."""
-    uri = f"file:{DATABASE}?mode=rw"
-    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
-        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    return True
-
-
-def cache() -> bool:
-    """The cache server accepts a TCP connection."""
-    host, port = CACHE.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=0.2):
-        return True
+# The database file opens and its schema can be read (mode=rw: no file, no
+# database; reading sqlite_master notices a lock that SELECT 1 would not, and
+# a long lock shows as a timeout).
+database = sql_check(
+    lambda: sqlite3.connect(f"file:{DATABASE}?mode=rw", uri=True, timeout=5),
+    "SELECT count(*) FROM sqlite_master",
+)
+# The cache server accepts a TCP connection.
+cache_host, cache_port = CACHE.rsplit(":", 1)
+cache = tcp_check(cache_host, int(cache_port), timeout=0.2)
 
 
 # Every replica is probed by the kubelet and by each load balancer, and all of

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from typing import Callable
+from typing import NamedTuple
 from typing import Protocol
 
 import pytest
@@ -316,3 +318,223 @@ class Switch:
         if isinstance(self.result, BaseException):
             raise self.result
         return self.result
+
+
+# -- servers for the ready-made checks, each on a free port of 127.0.0.1 -----
+
+PASSWORD = "s3cret"  # of the Redis and PostgreSQL servers the tests start
+
+
+@pytest.fixture
+def redis_server(start: Start, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """redis-server with ``PASSWORD``, saving nothing; ``server_port`` tells
+    its port."""
+    command = require("redis-server", "redis-server")
+    port = free_port()
+    options = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
+    options += ["--save", "", "--appendonly", "no", "--requirepass", PASSWORD]
+    return start([command, *options], dict(os.environ), port)
+
+
+def server_port(process: subprocess.Popen[bytes]) -> int:
+    """The port a process from the fixtures below listens on."""
+    args = list(process.args)  # type: ignore[arg-type]
+    return int(str(args[args.index("--port") + 1]))
+
+
+def postgres_bin() -> Path:
+    """The folder of PostgreSQL's programs: Debian keeps them off PATH, in
+    /usr/lib/postgresql/<version>/bin; elsewhere, where PATH finds them."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
+    )
+    if found:
+        return found[-1].parent
+    return Path(require("postgres", "postgresql")).parent
+
+
+class Postgres(NamedTuple):
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+
+def as_postgres() -> list[str]:
+    """What runs a command as the postgres user when the tests run as root,
+    which PostgreSQL refuses: setpriv execs it, so its PID is the program's
+    own."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+
+
+@contextlib.contextmanager
+def postgres_folder(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path``; as root, a temporary folder of the postgres user's
+    instead (pytest's are root's alone), removed afterwards."""
+    if not as_postgres():
+        yield tmp_path
+        return
+    home = Path(tempfile.mkdtemp(prefix="flask-status-pg-"))
+    try:
+        shutil.chown(home, "postgres")
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A database cluster made once by initdb, user postgres with
+    ``PASSWORD``; each server runs on a copy."""
+    pytest.importorskip("psycopg")
+    programs = postgres_bin()
+    with postgres_folder(tmp_path_factory.mktemp("postgres")) as home:
+        (home / "password").write_text(PASSWORD)
+        initdb = [str(programs / "initdb"), "-D", str(home / "data")]
+        initdb += ["--username=postgres", "--auth=scram-sha-256", "--no-sync"]
+        initdb += ["--locale=C", "--encoding=UTF8", f"--pwfile={home / 'password'}"]
+        subprocess.run(as_postgres() + initdb, check=True, capture_output=True)
+        yield home / "data"
+
+
+@pytest.fixture
+def postgres(
+    start: Start, tmp_path: Path, postgres_cluster: Path
+) -> Iterator[Postgres]:
+    """A PostgreSQL server of its own, on a copy of ``postgres_cluster``: its
+    port, its process, and a SQLAlchemy URL (psycopg) whose connections are
+    named ``probe`` in pg_stat_activity."""
+    with postgres_folder(tmp_path) as home:
+        data = str(home / "data")
+        copy = ["cp", "-a", str(postgres_cluster), data]
+        subprocess.run(as_postgres() + copy, check=True)
+        port = free_port()
+        server = [str(postgres_bin() / "postgres"), "-D", data, "-p", str(port)]
+        server += ["-k", "", "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+        process = start(as_postgres() + server, dict(os.environ), port)
+        url = f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:{port}/postgres"
+        wait_for(lambda: _accepts_queries(url), "PostgreSQL to accept queries", 30)
+        yield Postgres(f"{url}?application_name=probe", port, process)
+        stop_postgres(process)  # before its folder goes
+
+
+def stop_postgres(process: subprocess.Popen[bytes]) -> None:
+    """Stop PostgreSQL by its PID, at once: SIGINT is its fast shutdown,
+    which ends the sessions that SIGTERM would wait for."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGINT)
+    stop(process)
+
+
+def _accepts_queries(url: str) -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(url.replace("+psycopg", ""), connect_timeout=2).close()
+    except psycopg.OperationalError:  # still starting up
+        return False
+    return True
+
+
+SERVER = """
+import http.server, socket, sys, time
+mode, port = sys.argv[1], int(sys.argv[3])
+if mode == "http":
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            code = int(self.path.split("?")[0].strip("/"))
+            self.send_response(code)
+            self.send_header("Location", "/200")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+listener = socket.socket()
+listener.bind(("127.0.0.1", port))
+if mode == "unaccepting":  # room for one connection, and never accepted
+    listener.listen(0)
+    time.sleep(3600)
+listener.listen(64)
+held = []
+while True:  # silent: accepts, holds, never answers
+    held.append(listener.accept()[0])
+"""
+
+
+@pytest.fixture
+def serve(start: Start, tmp_path: Path) -> Callable[[str], subprocess.Popen[bytes]]:
+    """Start a small server of Python's on a free port, by its mode:
+    ``http`` answers GET /<code> with that status code (and a Location
+    header: redirects are not followed); ``silent`` accepts connections and
+    never answers; ``unaccepting`` listens with room for one connection and
+    never accepts one, so connecting hangs once that room is taken."""
+    (tmp_path / "server.py").write_text(SERVER)
+
+    def serve(mode: str) -> subprocess.Popen[bytes]:
+        port = free_port()
+        command = [sys.executable, str(tmp_path / "server.py"), mode, "--port"]
+        return start([*command, str(port)], dict(os.environ), port)
+
+    return serve
+
+
+CELERY_APP = """
+import os
+from celery import Celery
+app = Celery("worker", broker=os.environ["BROKER_URL"])
+"""
+
+
+def celery_app(broker: str) -> Any:
+    """A Celery app on ``broker`` with the README's broker settings for a
+    health check: socket timeouts, and no retries."""
+    celery = pytest.importorskip("celery")
+    app = celery.Celery("probes", broker=broker)
+    app.conf.broker_transport_options = HEALTH_CHECK_BROKER
+    return app
+
+
+HEALTH_CHECK_BROKER = {
+    "socket_timeout": 0.3,
+    "socket_connect_timeout": 0.3,
+    "max_retries": 0,
+}
+
+
+@pytest.fixture
+def celery_worker(
+    redis_server: subprocess.Popen[bytes], tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A Celery worker (solo pool) on the Redis broker ``broker_url(redis_server)``,
+    ready: it has answered a ping. Stopped by its PID afterwards."""
+    broker = broker_url(redis_server)
+    (tmp_path / "worker.py").write_text(CELERY_APP)
+    command = [sys.executable, "-m", "celery", "--app", "worker", "worker"]
+    command += ["--pool", "solo", "--loglevel", "warning", "--without-gossip"]
+    command += ["--without-mingle", "--without-heartbeat"]
+    log = tmp_path / "worker.log"
+    with log.open("wb") as output:
+        worker = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env={**os.environ, "BROKER_URL": broker},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        app = celery_app(broker)
+        wait_for(
+            lambda: worker.poll() is not None or app.control.ping(timeout=0.2, limit=1),
+            "the Celery worker to answer a ping",
+            30,
+        )
+        if worker.poll() is not None:
+            pytest.fail(f"The Celery worker exited:\n{log.read_text()}")
+        yield worker
+    finally:
+        stop(worker)
+
+
+def broker_url(redis_server: subprocess.Popen[bytes]) -> str:
+    return f"redis://:{PASSWORD}@127.0.0.1:{server_port(redis_server)}/0"
