@@ -23,8 +23,8 @@ view answers each request; the settings and their validators; the monitor,
 where requests join runs of checks and runs settle, in transitions taken
 under one lock; the other tasks the worker threads run; the threads
 themselves, the scheduler and the fork handling; the payload, one writer
-per format; the command line; and ready-made checks for the services an
-app depends on.
+per format; the filter that keeps probes out of access logs; the command
+line; and ready-made checks for the services an app depends on.
 """
 
 from __future__ import annotations
@@ -288,7 +288,7 @@ class FlaskStatus:
             status = FlaskStatus(app)  # /api/status: every field
             status.add_field("database", check_database)
             status.add_field("billing", check_billing)
-            status.group("/livez", include=[])  # no checks at all
+            status.group("/livez", include=[], public=True)  # no checks
             status.group("/readyz", exclude=["billing"], public=True)
         """
         group = _Group(
