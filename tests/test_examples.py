@@ -132,7 +132,7 @@ def test_every_url_shares_one_cached_run_of_the_database(
     runs: list[object] = []
     connect = sqlite3.connect
 
-    def counted(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+    def counted(*args: Any, **kwargs: Any) -> Any:
         runs.append(args)
         return connect(*args, **kwargs)
 
