@@ -19,6 +19,7 @@ import pytest
 from conftest import Start
 from conftest import free_port
 from conftest import http_get
+from flask.testing import FlaskClient
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 REFUSED = (
@@ -69,6 +70,12 @@ def database(
 
 LOCAL_TOKEN = {"X-Status-Token": "change-me"}  # from the test client: loopback
 FLASK = [sys.executable, "-m", "flask", "--app", "probes"]
+
+
+def local_get(client: FlaskClient, url: str) -> tuple[int, Any]:
+    """GET ``url`` from loopback with the default token: every URL answers."""
+    response = client.get(url, headers=LOCAL_TOKEN)
+    return response.status_code, response.get_json()
 
 
 def init_db(probes: dict[str, Any]) -> None:
@@ -138,17 +145,15 @@ def test_every_url_shares_one_cached_run_of_the_database(
 
     monkeypatch.setattr(sqlite3, "connect", counted)  # as the check calls it
     client = probes["app"].test_client()
-
-    def get(url: str) -> tuple[int, Any]:
-        response = client.get(url, headers=LOCAL_TOKEN)
-        return response.status_code, response.get_json()
-
-    assert get("/readyz") == (200, {"status": "WARN"})  # the cache is down
+    assert local_get(client, "/readyz") == (200, {"status": "WARN"})  # no cache
     assert len(runs) == 1
     database.unlink()  # well within the 2 s of cache=2: nobody notices
-    assert get("/readyz/database") == (200, {"status": "OK"})
-    assert get("/api/status/database") == (200, {"status": "OK", "database": True})
-    body = get("/api/status")[1]
+    assert local_get(client, "/readyz/database") == (200, {"status": "OK"})
+    assert local_get(client, "/api/status/database") == (
+        200,
+        {"status": "OK", "database": True},
+    )
+    body = local_get(client, "/api/status")[1]
     assert (body["status"], body["database"]) == ("WARN", True)
     assert runs == [(f"file:{database}?mode=rw",)]  # one run for them all
 
@@ -193,24 +198,22 @@ def test_the_cache_check_tolerates_two_failed_runs(
     probes = load("probes.py")
     init_db(probes)
     client = probes["app"].test_client()
-
-    def get(url: str) -> tuple[int, Any]:
-        response = client.get(url, headers=LOCAL_TOKEN)
-        return response.status_code, response.get_json()
-
-    assert get("/api/status") == (
+    assert local_get(client, "/api/status") == (
         200,
         {"status": "OK", "database": True, "cache": True},
     )
     listener.close()  # connections to its port are now refused
     refused = "ConnectionRefusedError: [Errno 111] Connection refused"
     tolerated = {"database": True, "cache": False, "errors": {"cache": refused}}
-    assert [get("/api/status") for _ in range(3)] == [
+    assert [local_get(client, "/api/status") for _ in range(3)] == [
         (200, {"status": "OK", **tolerated}),
         (200, {"status": "OK", **tolerated}),
         (200, {"status": "WARN", **tolerated}),
     ]
-    assert get("/readyz") == (200, {"status": "WARN"})  # still failing: 4 in a row
+    assert local_get(client, "/readyz") == (
+        200,
+        {"status": "WARN"},
+    )  # still failing: 4 in a row
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == [f"Check 'cache' of /api/status failed: {refused}"]
 
