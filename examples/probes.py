@@ -28,9 +28,9 @@ Each check also has a route of its own (``per_check=True``):
 ``/readyz/database`` for a readiness probe that leaves the cache server out,
 and ``/api/status/database`` in detail. Like ``/readyz``, ``/readyz/<key>``
 is public: anyone may learn which checks there are and whether each passes,
-never a value or a reason. ``flask --app probes status`` runs
-the checks once without a server: every URL, one with ``--url /readyz``, or
-one check with ``--url /readyz/database``.
+never a value or a reason. ``flask --app probes status`` runs the checks
+once without a server: every URL, one with ``--url /readyz``, or one check
+with ``--url /readyz/database``.
 
 Settings come from the environment:
 
