@@ -1,12 +1,36 @@
-"""Kubernetes-style probes with real dependency checks.
+"""Kubernetes-style probes with real dependency checks, from one set of checks.
 
-- ``/livez``: liveness. No dependencies: if the process answers, it is alive.
-- ``/readyz``: readiness. A SQLite database (critical) and a cache server
-  reached over TCP (not critical: without it the app is slower, not broken).
-  The database's result is reused for 2 s (``cache=2``).
-- ``/api/status``: the same checks in detail and uncached, with the reasons
-  for failures, for operators holding the token in the ``X-Status-Token``
-  header.
+One ``FlaskStatus`` serves three URLs over the same runs of the same checks:
+
+- ``/api/status``: every field in detail, with the reasons for failures, for
+  operators holding the token in the ``X-Status-Token`` header.
+- ``/livez``: liveness, a group with no checks (``include=[]``): if the
+  process answers, it is alive.
+- ``/readyz``: readiness, a group of every check: a SQLite database
+  (critical) and a cache server reached over TCP (not critical: without it
+  the app is slower, not broken). It is public, so that kubelet and load
+  balancers need no token, and so it answers the status alone
+  (``{"status": "OK"}``) with the HTTP code: the details are for
+  ``/api/status``.
+
+Each check runs once for every URL that shows it: in a worker process, a
+probe of ``/readyz`` and an operator's request to ``/api/status`` at the same
+moment share one run of the database check, one cache and one history. The
+database's result is reused for 2 s (``cache=2``) on every URL, so an
+operator sees a result at most 2 s old (each check's ``time`` in the
+``application/health+json`` format says when it ran). The cache check
+tolerates blips (``fail_after=3``): once it has passed, it turns the status
+to WARN only after 3 failed runs in a row; until then its field shows
+``false``, and ``/api/status`` says why, but the status stays OK and nothing
+is logged at WARNING. (A cache down at the first run is WARN at once.)
+
+Each check also has a route of its own (``per_check=True``):
+``/readyz/database`` for a readiness probe that leaves the cache server out,
+and ``/api/status/database`` in detail. Like ``/readyz``, ``/readyz/<key>``
+is public: anyone may learn which checks there are and whether each passes,
+never a value or a reason. ``flask --app probes status`` runs the checks
+once without a server: every URL, one with ``--url /readyz``, or one check
+with ``--url /readyz/database``.
 
 Settings come from the environment:
 
@@ -15,8 +39,8 @@ Settings come from the environment:
   job, with ``flask --app probes init-db``. Until then ``/readyz`` fails.
 - ``PROBES_CACHE``: the cache server, ``host:port`` (default
   ``127.0.0.1:6379``).
-- ``PROBES_TOKEN``: the token for ``/api/status``. Unset or empty, it is
-  ``change-me``, which is for local use only.
+- ``PROBES_TOKEN``: the token for ``/api/status`` and the routes below it.
+  Unset or empty, it is ``change-me``, which is for local use only.
 - ``HOST`` and ``PORT``: where ``python probes.py`` serves (default
   ``127.0.0.1`` and ``5000``). A WSGI server has its own setting: gunicorn's
   ``--bind``.
@@ -64,9 +88,8 @@ CACHE = os.environ.get("PROBES_CACHE", "127.0.0.1:6379")
 TOKEN = os.environ.get("PROBES_TOKEN") or DEFAULT_TOKEN  # empty: the default
 
 app = Flask(__name__)
-FlaskStatus(app, url="/livez")
-readyz = FlaskStatus(app, url="/readyz", timeout=0.5)
-detailed = FlaskStatus(app, timeout=0.5, show_errors=True)
+# /api/status: every field, with the reasons for failures, behind the token.
+status = FlaskStatus(app, timeout=0.5, show_errors=True, per_check=True)
 
 
 # The database file opens and its schema can be read (mode=rw: no file, no
@@ -83,13 +106,17 @@ cache = tcp_check(cache_host, int(cache_port), timeout=0.2)
 
 # Every replica is probed by the kubelet and by each load balancer, and all of
 # them keep asking while the database struggles. cache=2 reuses the database's
-# last result, pass or fail, for 2 s: a probe storm costs a slow database one
-# query every 2 s per worker process, not one per probe. The detailed endpoint
-# stays uncached, so an operator sees the database as it is now.
-readyz.add_field("database", database, cache=2)
-readyz.add_field("cache", cache, critical=False, timeout=0.3)
-detailed.add_field("database", database)
-detailed.add_field("cache", cache, critical=False, timeout=0.3)
+# last result, pass or fail, for 2 s, on every URL: a probe storm costs a slow
+# database one query every 2 s per worker process, not one per probe, and an
+# operator at /api/status sees a result at most 2 s old.
+status.add_field("database", database, cache=2)
+# One refused connection is a blip, not a degraded app: the cache check turns
+# the status to WARN (and logs it) only after 3 failed runs in a row.
+status.add_field("cache", cache, critical=False, timeout=0.3, fail_after=3)
+
+# Public groups skip the token and answer the status alone, with its code.
+status.group("/livez", include=[], public=True)  # no checks at all
+status.group("/readyz", public=True)  # every check
 
 
 def is_loopback(host: str) -> bool:
@@ -106,7 +133,7 @@ def is_loopback(host: str) -> bool:
     return address.is_loopback
 
 
-@detailed.auth
+@status.auth
 def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:

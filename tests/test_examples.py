@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import runpy
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ import pytest
 from conftest import Start
 from conftest import free_port
 from conftest import http_get
+from flask.testing import FlaskClient
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 REFUSED = (
@@ -65,6 +68,16 @@ def database(
     return path
 
 
+LOCAL_TOKEN = {"X-Status-Token": "change-me"}  # from the test client: loopback
+FLASK = [sys.executable, "-m", "flask", "--app", "probes"]
+
+
+def local_get(client: FlaskClient, url: str) -> tuple[int, Any]:
+    """GET ``url`` from loopback with the default token: every URL answers."""
+    response = client.get(url, headers=LOCAL_TOKEN)
+    return response.status_code, response.get_json()
+
+
 def init_db(probes: dict[str, Any]) -> None:
     result = probes["app"].test_cli_runner().invoke(args=["init-db"])
     assert result.exit_code == 0, result.output
@@ -73,10 +86,21 @@ def init_db(probes: dict[str, Any]) -> None:
 def test_probes_creates_no_database_when_imported(database: Path) -> None:
     app = load("probes.py")["app"]
     assert not database.exists()
-    response = app.test_client().get("/readyz")
+    client = app.test_client()
+    response = client.get("/readyz")
+    assert (response.status_code, response.get_json()) == (503, {"status": "FAIL"})
+    response = client.get("/api/status", headers=LOCAL_TOKEN)  # from loopback
     assert (response.status_code, response.get_json()) == (
         503,
-        {"status": "FAIL", "database": False, "cache": False},
+        {
+            "status": "FAIL",
+            "database": False,
+            "cache": False,
+            "errors": {
+                "database": "sqlite3.OperationalError: unable to open database file",
+                "cache": "ConnectionRefusedError: [Errno 111] Connection refused",
+            },
+        },
     )
     assert not database.exists()
 
@@ -90,10 +114,7 @@ def test_init_db_creates_the_database(database: Path) -> None:
     found = runner.invoke(args=["init-db"])
     assert (found.exit_code, found.output) == (0, f"Found {database}\n")
     response = app.test_client().get("/readyz")
-    assert (response.status_code, response.get_json()) == (
-        200,
-        {"status": "WARN", "database": True, "cache": False},
-    )
+    assert (response.status_code, response.get_json()) == (200, {"status": "WARN"})
 
 
 def test_init_db_says_when_it_cannot(
@@ -108,26 +129,93 @@ def test_init_db_says_when_it_cannot(
     )
 
 
-def test_readyz_reuses_the_database_result_and_api_status_does_not(
+def test_every_url_shares_one_cached_run_of_the_database(
     database: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PROBES_TOKEN", "s3cret")
+    """One instance: /readyz, /api/status and the per-check routes share the
+    database's runs and its cache=2, so the check runs once for them all."""
+    probes = load("probes.py")
+    init_db(probes)
+    runs: list[object] = []
+    connect = sqlite3.connect
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        runs.append(args)
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", counted)  # as the check calls it
+    client = probes["app"].test_client()
+    assert local_get(client, "/readyz") == (200, {"status": "WARN"})  # no cache
+    assert len(runs) == 1
+    database.unlink()  # well within the 2 s of cache=2: nobody notices
+    assert local_get(client, "/readyz/database") == (200, {"status": "OK"})
+    assert local_get(client, "/api/status/database") == (
+        200,
+        {"status": "OK", "database": True},
+    )
+    body = local_get(client, "/api/status")[1]
+    assert (body["status"], body["database"]) == ("WARN", True)
+    assert runs == [(f"file:{database}?mode=rw",)]  # one run for them all
+
+
+def test_flask_status_runs_one_check_of_readyz(database: Path) -> None:
+    """The operators' page's command: one check of a per-check route, in a
+    process of its own, exit 0 while the database opens and 1 once it fails."""
+
+    def status() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*FLASK, "status", "--url", "/readyz/database"],
+            cwd=EXAMPLES,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    subprocess.run([*FLASK, "init-db"], cwd=EXAMPLES, capture_output=True, check=True)
+    ran = status()
+    assert (ran.returncode, ran.stdout) == (
+        0,
+        '/readyz/database {"status":"OK","database":true}\n',
+    )
+    database.unlink()
+    ran = status()
+    assert (ran.returncode, ran.stdout) == (
+        1,
+        '/readyz/database {"status":"FAIL","database":false,"errors":{"database":'
+        '"sqlite3.OperationalError: unable to open database file"}}\n',
+    )
+
+
+def test_the_cache_check_tolerates_two_failed_runs(
+    database: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fail_after=3: once the cache passed, the status turns WARN only at the
+    third failed run in a row; the field shows each failure, with its reason."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    monkeypatch.setenv("PROBES_CACHE", f"127.0.0.1:{listener.getsockname()[1]}")
     probes = load("probes.py")
     init_db(probes)
     client = probes["app"].test_client()
-    ready = (200, {"status": "WARN", "database": True, "cache": False})
-    response = client.get("/readyz")
-    assert (response.status_code, response.get_json()) == ready
-    database.unlink()
-    response = client.get("/readyz")  # well within the 2 s of cache=2
-    assert (response.status_code, response.get_json()) == ready
-    response = client.get("/api/status", headers={"X-Status-Token": "s3cret"})
-    body = response.get_json()
-    assert (response.status_code, body["database"], body["errors"]["database"]) == (
-        503,
-        False,
-        "sqlite3.OperationalError: unable to open database file",
+    assert local_get(client, "/api/status") == (
+        200,
+        {"status": "OK", "database": True, "cache": True},
     )
+    listener.close()  # connections to its port are now refused
+    refused = "ConnectionRefusedError: [Errno 111] Connection refused"
+    tolerated = {"database": True, "cache": False, "errors": {"cache": refused}}
+    assert [local_get(client, "/api/status") for _ in range(3)] == [
+        (200, {"status": "OK", **tolerated}),
+        (200, {"status": "OK", **tolerated}),
+        (200, {"status": "WARN", **tolerated}),
+    ]
+    assert local_get(client, "/readyz") == (
+        200,
+        {"status": "WARN"},
+    )  # still failing: 4 in a row
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [f"Check 'cache' of /api/status failed: {refused}"]
 
 
 def test_is_loopback(database: Path) -> None:
