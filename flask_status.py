@@ -550,7 +550,7 @@ class FlaskStatus:
     # The request: the view the authenticator wraps, and what it answers.
 
     def _view(self, **kwargs: Any) -> Any:
-        if self._routes[request.endpoint].public:
+        if self._authenticator is None or self._routes[request.endpoint].public:
             return self._respond(**kwargs)
         return self._guarded(**kwargs)
 
@@ -1189,6 +1189,8 @@ def _judge(
     and the error that kept it from being encoded, for the log."""
     if value is False:
         return _failed("returned False", start), None
+    if value is True:  # the commonest result: JSON needs no encoder for it
+        return _Outcome(True, "true", None, time.time(), time.monotonic() - start), None
     try:
         text = encode(value)
         if not text.isascii():
@@ -1484,9 +1486,10 @@ class _Monitor:
         run.move(state)
         outcome, old = self._judge(run.field, outcome)
         run.outcome = outcome
-        changes = self._changes(run.field.key, old, outcome)
-        if changes:
-            then.notify = self._queue(changes)
+        if outcome.status != old:
+            changes = self._changes(run.field.key, old, outcome)
+            if changes:
+                then.notify = self._queue(changes)
         if not outcome.ok or old not in (None, "OK"):  # else nothing to log
             then.line = self._log_line(run, outcome, old)
             then.error = error
@@ -1511,17 +1514,13 @@ class _Monitor:
             then.next_run = run
         run.expires = now + wait
 
-    def _streak(self, key: str) -> _Streak:
-        streak = self.streaks.get(key)
-        if streak is None:
-            streak = self.streaks[key] = _Streak()
-        return streak
-
     def _judge(self, field: _Field, outcome: _Outcome) -> tuple[_Outcome, str | None]:
         """Count a run into its check's streak: its outcome, with the
         check's status as ``fail_after`` and ``recover_after`` judge it, and
         the status before."""
-        streak = self._streak(field.key)
+        streak = self.streaks.get(field.key)
+        if streak is None:
+            streak = self.streaks[field.key] = _Streak()
         settings = self.settings
         old = streak.count(
             outcome,
@@ -1530,7 +1529,8 @@ class _Monitor:
             field.recover_after or settings.recover_after,
         )
         judged = (str(streak.status), streak.since, streak.failures)
-        return _Outcome(*outcome[:5], *judged), old
+        # tuple.__new__ costs half what _Outcome(...) does, once a settled run
+        return tuple.__new__(_Outcome, (*outcome[:5], *judged)), old
 
     def _changes(
         self, key: str, old: str | None, outcome: _Outcome
@@ -1538,10 +1538,7 @@ class _Monitor:
         """What the listeners should hear of a check whose status went from
         ``old`` to ``outcome.status``: that change, and each URL's status
         that changed with it."""
-        new = outcome.status
-        if new == old:
-            return []
-        at = outcome.at
+        new, at = outcome.status, outcome.at
         change = StatusChange(self.settings.url, key, old, new, outcome.reason, at)
         changes = [change, *self._overall_changes(at)]
         return changes if self.status._listeners else []
@@ -1734,9 +1731,8 @@ def _names(values: Iterable[str]) -> set[str]:
     return {n.strip() for v in values for n in v.split(",")} - {""}
 
 
-def _worst(states: Iterable[str]) -> str:
-    found = set(states)
-    return "FAIL" if "FAIL" in found else "WARN" if "WARN" in found else "OK"
+def _worst(states: list[str]) -> str:
+    return "FAIL" if "FAIL" in states else "WARN" if "WARN" in states else "OK"
 
 
 # -- the tasks: what the pool's threads run, besides runs of checks -----------
