@@ -638,7 +638,12 @@ def _endpoint(rule: str) -> str:
 
 def _each(url: str) -> str:
     """The per-check rule below ``url``."""
-    return f"{url.rstrip('/')}/<key>"
+    return f"{_prefix(url)}<key>"
+
+
+def _prefix(url: str) -> str:
+    """Where the per-check routes below ``url`` answer: ``/readyz/``."""
+    return f"{url.rstrip('/')}/"
 
 
 def _refuse_taken(
@@ -651,7 +656,7 @@ def _refuse_taken(
             "Per-check routes at the URL '/' would answer every one-segment"
             f" path of the app; give {what} another url."
         )
-    below = f"{url.rstrip('/')}/"  # where per-check routes would answer
+    below = _prefix(url)
     for rule, endpoint in rules:
         if rule == url or (per_check and _below(rule, below)):
             raise ValueError(
@@ -1203,6 +1208,12 @@ def _judge(
     return _Outcome(True, text, None, time.time(), time.monotonic() - start), None
 
 
+def _judged(outcome: _Outcome, status: str, since: float, failures: int) -> _Outcome:
+    """``outcome`` with the check's status once it counted: a new tuple by
+    ``tuple.__new__``, which costs half what ``_Outcome(...)`` does."""
+    return tuple.__new__(_Outcome, (*outcome[:5], status, since, failures))
+
+
 def _failed(reason: str, start: float) -> _Outcome:
     return _Outcome(False, "false", reason, time.time(), time.monotonic() - start)
 
@@ -1528,9 +1539,7 @@ class _Monitor:
             field.fail_after or settings.fail_after,
             field.recover_after or settings.recover_after,
         )
-        judged = (str(streak.status), streak.since, streak.failures)
-        # tuple.__new__ costs half what _Outcome(...) does, once a settled run
-        return tuple.__new__(_Outcome, (*outcome[:5], *judged)), old
+        return _judged(outcome, str(streak.status), streak.since, streak.failures), old
 
     def _changes(
         self, key: str, old: str | None, outcome: _Outcome
@@ -1718,7 +1727,7 @@ class _OneShot(_Monitor):
     def _judge(self, field: _Field, outcome: _Outcome) -> tuple[_Outcome, str | None]:
         """The run alone: no tolerance, no streak."""
         status = "OK" if outcome.ok else "FAIL" if field.critical else "WARN"
-        return _Outcome(*outcome[:5], status, outcome.at, int(not outcome.ok)), None
+        return _judged(outcome, status, outcome.at, int(not outcome.ok)), None
 
     def _changes(
         self, key: str, old: str | None, outcome: _Outcome
@@ -2464,7 +2473,7 @@ def _quiet(path: str, monitor: _Monitor) -> bool:
     routes, one below one of them."""
     per_check = monitor.settings.per_check
     return any(
-        path == group.url or (per_check and _below(path, f"{group.url.rstrip('/')}/"))
+        path == group.url or (per_check and _below(path, _prefix(group.url)))
         for group in monitor.groups()
     )
 
