@@ -1092,6 +1092,7 @@ _MOVES = frozenset(
         (_QUEUED, _DONE),  # its deadline passed before one was
         (_RUNNING, _DONE),  # its call returned
         (_RUNNING, _LATE),  # its deadline passed first
+        (_LATE, _LATE),  # still hung a timeout later: one more failed run
         (_LATE, _DONE),  # its call returned after all
     }
 )
@@ -1100,14 +1101,18 @@ _MOVES = frozenset(
 class _Run:
     """One call of a check, which any number of requests may wait for.
 
-    It settles once, on leaving queued or running: its ``outcome`` is then
-    set and never changes. A late run holds no worker, and its check is not
-    run again until the call returns.
+    It settles on leaving queued or running: its ``outcome`` is then set.
+    A late run holds no worker, and its check is not run again until the
+    call returns; meanwhile, from ``counts_again`` on, each further timeout
+    it stays late counts as one more failed run, when a request or the
+    scheduler first sees it, so that a hung dependency turns failing after
+    about ``fail_after`` timeouts. Its call's return counts no more.
     """
 
     __slots__ = (
         "__weakref__",
         "cache",
+        "counts_again",
         "deadline",
         "every",
         "expires",
@@ -1137,6 +1142,7 @@ class _Run:
         self.every = monitor.every(field)
         self.started = now
         self.deadline = now + self.timeout
+        self.counts_again = math.inf  # once late: when it counts as failed again
         self.previous = previous  # a scheduled check's result until this one's
         self.outcome: _Outcome | None = None
         self.latches: list[_Latch] = []  # of the requests waiting for it
@@ -1152,10 +1158,13 @@ class _Run:
 
     def shown(self, now: float) -> _Outcome | None:
         """What a request that joins the run at ``now`` shows: its outcome;
-        a scheduled check's previous one while it runs; or None: wait."""
+        a scheduled check's previous one while it runs; or None: wait for
+        it, or (past a deadline) give it up."""
         outcome = self.outcome
         if outcome is None:
             return self.previous if now < self.deadline else None
+        if now >= self.counts_again:
+            return None  # late for one more timeout: expire counts it
         return outcome
 
     def execute(self, app: Flask) -> bool:
@@ -1221,15 +1230,17 @@ def _failed(reason: str, start: float) -> _Outcome:
 _STILL_RUNNING = "; still running"  # said of a late run until its call returns
 
 
-def _timed_out(run: _Run, still: str = "") -> _Outcome:
+def _timed_out(run: _Run, still: str = "", until: float = 0.0) -> _Outcome:
     """A run that outlasted its deadline: while it waited for a worker, or
-    with ``still`` said while its call goes on."""
+    with ``still`` said while its call goes on; its duration is the time
+    from its start to its deadline, or to ``until``, a later one."""
     reason = f"timed out after {run.timeout} s{still}"
     if run.state is _QUEUED:
         workers = run.monitor.settings.workers
         busy = "the only one was" if workers == 1 else f"all {workers} were"
         reason += f" waiting for a worker; {busy} busy"
-    return _Outcome(False, "false", reason, time.time(), run.timeout)
+    duration = until - run.started if until > run.deadline else run.timeout
+    return _Outcome(False, "false", reason, time.time(), duration)
 
 
 def _describe(error: BaseException) -> str:
@@ -1338,8 +1349,11 @@ class _Monitor:
             self.carry_out(app, then)
         if latch is not None:
             self._wait(app, latch, waiting)
-        for run in waiting:
-            outcomes[run.field.key] = run.outcome or self.expire(app, run)
+        for run in waiting:  # settled, else past a deadline: give it up
+            outcome = run.outcome
+            if outcome is None or run.state is _LATE:
+                outcome = self.expire(app, run)
+            outcomes[run.field.key] = outcome
         return outcomes
 
     def _join(
@@ -1464,21 +1478,41 @@ class _Monitor:
     def expire(self, app: Flask, run: _Run) -> _Outcome:
         """Transition: ``run``'s deadline passed, unless it settled first. A
         queued run is over, never started; a running one is late and gives
-        its worker back. Returns the run's outcome."""
+        its worker back; a late one past ``counts_again`` counts as one more
+        failed run. Returns the run's outcome."""
         with self.lock:
+            now = time.monotonic()
+            then = _Then()
             if run.state is _QUEUED:
-                then = _Then()
                 self._settle(run, _timed_out(run), None, _DONE, then)
-                self._ended(run, time.monotonic(), True, then)
-            elif run.state is _RUNNING:
-                then = _Then()
-                self._settle(run, _timed_out(run, _STILL_RUNNING), None, _LATE, then)
-                then.spread = True  # its task may still wait in the pool's queue
-            else:
+                self._ended(run, now, True, then)
+            elif run.state is _RUNNING or (
+                run.state is _LATE and now >= run.counts_again
+            ):
+                self._count_late(run, now, then)
+            else:  # done, or late and counted for this timeout already
                 return run.outcome  # type: ignore[return-value]
             then.log_later = self.defers_late_logs
         self.carry_out(app, then)
         return run.outcome  # type: ignore[return-value]
+
+    def _count_late(self, run: _Run, now: float, then: _Then) -> None:
+        """Settle ``run`` as late at a deadline: the first, or one more
+        timeout later; then when it counts again, the first such time
+        still ahead, so that a hang seen only long after counts once, as
+        one run would. A scheduled run's next count is watched."""
+        first = run.state is _RUNNING
+        then.spread = first  # its task may still wait in the pool's queue
+        since = run.deadline if first else run.counts_again
+        outcome = _timed_out(run, _STILL_RUNNING, since)
+        self._settle(run, outcome, None, _LATE, then)
+        period = self.hang_counted_every(run)
+        run.counts_again = since + period * (1 + max(0.0, now - since) // period)
+        then.watch = (run,) if run.every and run.counts_again < math.inf else ()
+
+    def hang_counted_every(self, run: _Run) -> float:
+        """Seconds after which a late run counts as failed once more."""
+        return run.timeout
 
     def _settle(
         self,
@@ -1723,6 +1757,9 @@ class _OneShot(_Monitor):
 
     def _ended(self, run: _Run, now: float, late: bool, then: _Then) -> None:
         run.expires = math.inf  # every URL of the command reads this run
+
+    def hang_counted_every(self, run: _Run) -> float:
+        return math.inf  # a run counts once: the command reads it for every URL
 
     def _judge(self, field: _Field, outcome: _Outcome) -> tuple[_Outcome, str | None]:
         """The run alone: no tolerance, no streak."""
@@ -1979,8 +2016,10 @@ class _Scheduler:
         self._at(time.monotonic() + run.every, _Monitor.due, monitor, app, run)
 
     def watch(self, monitor: _Monitor, app: Flask, run: _Run) -> None:
-        """Give ``run`` up at its deadline if it has not settled by then."""
-        self._at(run.deadline, _Monitor.expire, monitor, app, run)
+        """Give ``run`` up at its deadline if it has not settled by then,
+        and count it again at ``counts_again`` while it is late."""
+        when = run.deadline if run.state is not _LATE else run.counts_again
+        self._at(when, _Monitor.expire, monitor, app, run)
 
     def _at(self, when: float, method: Callable[..., Any], *objects: Any) -> None:
         refs = [weakref.ref(o) for o in objects]
