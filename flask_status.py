@@ -2669,12 +2669,14 @@ def sql_check(target: Any, query: str = "SELECT 1") -> Callable[[], bool]:
         raise TypeError(f"The query must be a string of SQL, not {query!r}.")
     if not query.strip():
         raise ValueError(f"The query {query!r} is empty; give one such as 'SELECT 1'.")
+    _not_a_class(target, "sql_check", "a SQLAlchemy Engine")
     kind = type(target)
     if callable(getattr(kind, "connect", None)):  # an Engine
         probe = functools.partial(_sql_engine, lambda: target, query)
     elif hasattr(kind, "engine"):  # Flask-SQLAlchemy: .engine needs an app context
         probe = functools.partial(_sql_engine, lambda: target.engine, query)
     elif callable(target):
+        _connects_with_no_arguments(target)
         probe = functools.partial(_sql_dbapi, target, query)
     else:
         raise TypeError(
@@ -2682,6 +2684,33 @@ def sql_check(target: Any, query: str = "SELECT 1") -> Callable[[], bool]:
             f" or a callable returning a DB-API connection, not {target!r}."
         )
     return _ReadyCheck(f"sql_check {query!r} on {target!r}", probe)
+
+
+def _not_a_class(target: object, check: str, example: str) -> None:
+    """Refuse a class where a check needs an object made from one."""
+    if isinstance(target, type):
+        raise TypeError(
+            f"{check} needs an object, such as {example}, not the class"
+            f" {target.__qualname__}; make it once at startup and pass that."
+        )
+
+
+def _connects_with_no_arguments(connect: Callable[..., Any]) -> None:
+    """Refuse a DB-API connect callable that cannot be called with none,
+    such as a DB-API module's own ``connect``."""
+    try:
+        inspect.signature(connect).bind()
+        return
+    except TypeError:
+        pass
+    except ValueError:  # no signature: a builtin, such as sqlite3.connect
+        if getattr(connect, "__name__", "") != "connect":
+            return  # nothing known against it
+    raise TypeError(
+        f"sql_check calls {connect!r} with no arguments, but it needs some (the"
+        " database, at least); pass one that connects, such as"
+        " lambda: sqlite3.connect('app.sqlite3')."
+    )
 
 
 def _sql_engine(engine: Callable[[], Any], query: str) -> bool:
@@ -2726,6 +2755,7 @@ def redis_check(client: Any) -> Callable[[], bool]:
         #               retry=Retry(NoBackoff(), 0))
         status.add_field("cache", redis_check(redis), critical=False)
     """
+    _not_a_class(client, "redis_check", "redis.Redis(host=...)")
     ping = getattr(client, "ping", None)
     if not callable(ping):
         raise TypeError(
@@ -2789,11 +2819,15 @@ def http_check(
     following no redirect, and shows the status code; a code outside
     ``expect`` fails with the reason ``HTTP 503`` (the code).
 
+    A user name and password in the URL (``https://user:pass@host/``) are
+    sent as HTTP Basic authentication, and the password is shown as ``***``
+    in the check's ``repr``. The body is never read.
+
     :param url: an ``http`` or ``https`` URL; ``https`` verifies the server's
         certificate against the system's.
-    :param timeout: seconds each socket operation may take (connecting,
-        sending, waiting for the status line); keep it below the field's
-        timeout, so that a dead host fails with its own reason.
+    :param timeout: seconds the whole request may take, from connecting to
+        reading the status line; keep it below the field's timeout, so that
+        a dead host fails with its own reason.
     :param expect: the status codes that pass.
 
     .. code-block:: python
@@ -2805,39 +2839,81 @@ def http_check(
             "<http_check GET https://payments.internal/livez, expect 200>"
         )
     """
-    scheme, host, port, target = _http_url(url)
+    target = _HttpTarget.parse(url)
     seconds = _seconds(timeout, "The timeout", "above")
     codes = _status_codes(expect)
 
     def probe() -> int:
-        get = functools.partial(_http_get, scheme, host, port, target, seconds)
-        code = _answered(f"{host}:{port}", seconds, get)
+        get = functools.partial(_http_get, target, seconds)
+        code = _answered(f"{target.host}:{target.port}", seconds, get)
         if code not in codes:
             raise RuntimeError(f"HTTP {code}")
         return code
 
-    what = f"http_check GET {url}, expect {_ranges(codes)}"
+    what = f"http_check GET {target.shown}, expect {_ranges(codes)}"
     return _ReadyCheck(what, probe)
 
 
-def _http_url(url: object) -> tuple[str, str, int, str]:
-    """The scheme, host, port and request target of an http or https URL."""
-    from urllib.parse import urlsplit
+class _HttpTarget(NamedTuple):
+    """Where an http_check sends its request, and the request itself."""
 
-    if not isinstance(url, str):
-        raise TypeError(f"The URL must be a string, not {url!r}.")
-    parts = urlsplit(url)
+    scheme: str
+    host: str
+    port: int
+    head: bytes  # the request line and headers
+    shown: str  # the URL, its password hidden
+
+    @classmethod
+    def parse(cls, url: object) -> _HttpTarget:
+        """Check an http or https URL and make its request."""
+        from urllib.parse import urlsplit
+
+        if not isinstance(url, str):
+            raise TypeError(f"The URL must be a string, not {url!r}.")
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        shown = url  # the password is shown nowhere, error messages included
+        if parts.password is not None:
+            shown = parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+        if any(c.isspace() or not c.isprintable() for c in url):
+            raise ValueError(
+                f"The URL {shown!r} has a space or a control character, which no"
+                " request line can carry; percent-encode it, as %20 for a space."
+            )
+        port = _http_port(parts, shown)
+        head = _http_head(parts, host)
+        return cls(parts.scheme, str(parts.hostname), port, head, shown)
+
+
+def _http_head(parts: Any, host: str) -> bytes:
+    """The request line and headers of a GET of the URL split in ``parts``;
+    a user name and password in it are sent as Basic authentication."""
+    from urllib.parse import unquote
+
+    query = f"?{parts.query}" if parts.query else ""
+    head = [f"GET {parts.path or '/'}{query} HTTP/1.1", f"Host: {host}"]
+    head += ["User-Agent: flask-status", "Connection: close"]
+    if parts.username is not None:
+        user, password = unquote(parts.username), unquote(parts.password or "")
+        secret = base64.b64encode(f"{user}:{password}".encode()).decode()
+        head.append(f"Authorization: Basic {secret}")
+    return "".join(f"{line}\r\n" for line in head).encode() + b"\r\n"
+
+
+def _http_port(parts: Any, url: str) -> int:
+    """The port of an http or https URL; a ValueError says what is wrong."""
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port
     except ValueError:  # not a number, or out of range
         port = 0
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
     if parts.scheme not in ("http", "https") or not parts.hostname or not port:
         raise ValueError(
             f"The URL {url!r} is not an http or https URL with a host and a"
             " valid port; give one such as 'http://127.0.0.1:8080/livez'."
         )
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.scheme, parts.hostname, port, target
+    return int(port)
 
 
 def _status_codes(expect: object) -> frozenset[int]:
@@ -2868,18 +2944,49 @@ def _ranges(codes: frozenset[int]) -> str:
     return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
 
 
-def _http_get(scheme: str, host: str, port: int, target: str, seconds: float) -> int:
-    import http.client
+def _http_get(target: _HttpTarget, seconds: float) -> int:
+    """Send ``target``'s request and read its status line, all within
+    ``seconds``: each socket operation may take only what is left, so a
+    server that drips its answer cannot hold the check past its timeout."""
+    import re
+    import socket
 
-    kind = (
-        http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-    )
-    connection = kind(host, port, timeout=seconds)
+    deadline = time.monotonic() + seconds
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("timed out")
+        return remaining
+
+    sock = socket.create_connection((target.host, target.port), seconds)
     try:
-        connection.request("GET", target, headers={"User-Agent": "flask-status"})
-        return connection.getresponse().status  # the body is never read
+        if target.scheme == "https":
+            import ssl
+
+            sock.settimeout(left())
+            context = ssl.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=target.host)
+        sock.settimeout(left())
+        sock.sendall(target.head)
+        received = b""
+        while b"\n" not in received and len(received) < _MOST_STATUS_LINE:
+            sock.settimeout(left())
+            chunk = sock.recv(_MOST_STATUS_LINE)
+            if not chunk:
+                break
+            received += chunk
     finally:
-        connection.close()
+        sock.close()
+    line = received.partition(b"\n")[0]
+    found = re.match(rb"HTTP/\d(?:\.\d)? ([1-5]\d\d)(?:\s|$)", line)
+    if found is None:
+        where = f"{target.host}:{target.port}"
+        raise ConnectionError(f"{where} answered no HTTP status line: {line[:80]!r}")
+    return int(found.group(1))
+
+
+_MOST_STATUS_LINE = 4096  # bytes read for the status line, at most
 
 
 def _answered(where: str, seconds: float, call: Callable[[], R]) -> R:
@@ -2964,15 +3071,24 @@ def disk_check(
 
 
 _MEMINFO = "/proc/meminfo"
+_CGROUP = "/proc/self/cgroup"  # the process's control groups
+_MOUNTINFO = "/proc/self/mountinfo"  # where their file systems are mounted
 
 
 def memory_check(*, min_available: int | float) -> Callable[[], int]:
-    """A check that shows the bytes of memory available (``MemAvailable``
-    in ``/proc/meminfo``, Linux 3.14 and later), and fails when they are
-    fewer than ``min_available``.
+    """A check that shows the bytes of memory available, and fails when they
+    are fewer than ``min_available``.
+
+    In a container with a memory limit (a Linux control group, v1 or v2, as
+    Docker and Kubernetes set), what is available is the limit less the
+    memory in use that the kernel cannot reclaim, as the kubelet counts it:
+    past the limit the container is killed, however much the host has free.
+    Elsewhere it is the host's ``MemAvailable`` (``/proc/meminfo``, Linux
+    3.14 and later). The reason says which: ``... available in the memory
+    limit of 512.0 MB`` or ``... available``.
 
     :param min_available: bytes (an int), or a fraction of the memory (a
-        float between 0 and 1).
+        float between 0 and 1): of the container's limit where it has one.
     :raises OSError: where ``/proc/meminfo`` has no ``MemAvailable``.
 
     .. code-block:: python
@@ -2992,7 +3108,12 @@ def memory_check(*, min_available: int | float) -> Callable[[], int]:
 
     def probe() -> int:
         available, total = _meminfo()
-        return _at_least(available, total, minimum, "available")
+        limited = _cgroup_memory()
+        if limited is None or limited[1] >= total:  # no limit below the host's
+            return _at_least(available, total, minimum, "available")
+        within, limit = limited
+        what = f"available in the memory limit of {_size(limit)}"
+        return _at_least(min(within, available), limit, minimum, what)
 
     return _ReadyCheck(f"memory_check at least {_share(minimum)} available", probe)
 
@@ -3002,6 +3123,90 @@ def _meminfo() -> tuple[int, int]:
     with open(_MEMINFO) as file:
         kib = {k: v.split()[0] for k, v in (line.split(":", 1) for line in file)}
     return int(kib["MemAvailable"]) * 1024, int(kib["MemTotal"]) * 1024
+
+
+def _cgroup_memory() -> tuple[int, int] | None:
+    """The bytes available within the memory limit of this process's control
+    group, and that limit; None where there is none, or it cannot be read."""
+    try:
+        with open(_CGROUP) as file:
+            groups = [line.rstrip("\n").split(":", 2) for line in file]
+        with open(_MOUNTINFO) as file:
+            mounts = [line.split() for line in file]
+        for version, path in sorted(_memory_groups(groups)):
+            folder = _mounted(mounts, version, path)
+            if folder is not None and os.path.exists(folder):
+                return _group_memory(version, folder)
+    except (OSError, ValueError, KeyError, IndexError):
+        pass  # unreadable: the host's memory is what there is
+    return None
+
+
+def _memory_groups(groups: list[list[str]]) -> Iterable[tuple[int, str]]:
+    """The (version, path) of each group in /proc/self/cgroup that can hold
+    a memory limit: the v2 one, and the v1 one with the memory controller."""
+    for _, controllers, path in groups:
+        if not controllers:
+            yield 2, path
+        elif "memory" in controllers.split(","):
+            yield 1, path
+
+
+def _mounted(mounts: list[list[str]], version: int, path: str) -> str | None:
+    """The folder of control group ``path``, from /proc/self/mountinfo's
+    lines: the mount's point, with the path below the mount's root."""
+    for fields in mounts:
+        rest = fields[fields.index("-") + 1 :]  # file system type, source, options
+        if version == 2 and rest[0] != "cgroup2":
+            continue
+        if version == 1 and (rest[0] != "cgroup" or "memory" not in rest[2].split(",")):
+            continue
+        root, point = fields[3], fields[4]
+        if path == root or path.startswith(root.rstrip("/") + "/"):
+            return point + path[len(root.rstrip("/")) :]
+    return None
+
+
+def _group_memory(version: int, folder: str) -> tuple[int, int] | None:
+    """What ``_cgroup_memory`` returns, for the group in ``folder``: the
+    limit less the memory in use but for inactive file pages, which the
+    kernel reclaims before it kills."""
+    stat = _numbers(os.path.join(folder, "memory.stat"))
+    limit: int | None
+    if version == 1:  # hierarchical: the lowest limit on the way to the root
+        limit = stat["hierarchical_memory_limit"]
+        used = _number(os.path.join(folder, "memory.usage_in_bytes"))
+        used -= stat.get("total_inactive_file", 0)
+    else:
+        limit = _lowest_max(folder)
+        used = _number(os.path.join(folder, "memory.current"))
+        used -= stat.get("inactive_file", 0)
+    if limit is None:
+        return None
+    return max(0, limit - max(0, used)), limit
+
+
+def _lowest_max(folder: str) -> int | None:
+    """The lowest ``memory.max`` of a v2 group and the groups above it."""
+    limits = []
+    while os.path.exists(os.path.join(folder, "memory.max")):
+        with open(os.path.join(folder, "memory.max")) as file:
+            text = file.read().strip()
+        if text != "max":
+            limits.append(int(text))
+        folder = os.path.dirname(folder)
+    return min(limits, default=None)
+
+
+def _number(path: str) -> int:
+    with open(path) as file:
+        return int(file.read())
+
+
+def _numbers(path: str) -> dict[str, int]:
+    """A ``memory.stat`` file: a name and a number a line."""
+    with open(path) as file:
+        return {name: int(value) for name, value in map(str.split, file)}
 
 
 def _minimum(value: object, what: str) -> int | float:

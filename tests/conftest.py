@@ -444,6 +444,13 @@ mode, port = sys.argv[1], int(sys.argv[3])
 if mode == "http":
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            if self.path.startswith("/basic/"):  # 200 for that Authorization
+                token = self.path[len("/basic/"):]
+                sent = self.headers.get("Authorization")
+                self.send_response(200 if sent == f"Basic {token}" else 401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             code = int(self.path.split("?")[0].strip("/"))
             self.send_response(code)
             self.send_header("Location", "/200")
@@ -456,6 +463,16 @@ if mode == "unaccepting":  # room for one connection, and never accepted
     listener.listen(0)
     time.sleep(3600)
 listener.listen(64)
+if mode == "drip":  # accepts, and sends a status line a byte every 0.3 s
+    while True:
+        connection = listener.accept()[0]
+        for byte in b"HTTP/1.1 200 OK\\r\\n\\r\\n":
+            time.sleep(0.3)
+            try:
+                connection.send(bytes([byte]))
+            except OSError:
+                break
+        connection.close()
 held = []
 while True:  # silent: accepts, holds, never answers
     held.append(listener.accept()[0])
@@ -468,7 +485,10 @@ def serve(start: Start, tmp_path: Path) -> Callable[[str], subprocess.Popen[byte
     ``http`` answers GET /<code> with that status code (and a Location
     header: redirects are not followed); ``silent`` accepts connections and
     never answers; ``unaccepting`` listens with room for one connection and
-    never accepts one, so connecting hangs once that room is taken."""
+    never accepts one, so connecting hangs once that room is taken; ``drip``
+    answers ``HTTP/1.1 200 OK`` a byte every 0.3 s. ``http`` answers GET
+    /basic/<token> with 200 if the request's Authorization header is
+    ``Basic <token>``, else 401."""
     (tmp_path / "server.py").write_text(SERVER)
 
     def serve(mode: str) -> subprocess.Popen[bytes]:

@@ -7,7 +7,9 @@ never answers, and leaves no connections behind."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import os
 import functools
 import re
 import shutil
@@ -413,6 +415,33 @@ def test_http_and_tcp_checks_fail_on_a_closed_port(app: Flask) -> None:
     assert (http(), tcp()) == (refused, refused)
 
 
+def test_http_check_sends_the_urls_user_and_password_and_shows_neither(
+    app: Flask, serve: Callable[[str], subprocess.Popen[bytes]]
+) -> None:
+    base = f"127.0.0.1:{server_port(serve('http'))}"
+    token = base64.b64encode(b"ops team:p@ss:word").decode()
+    check = http_check(f"http://ops%20team:p%40ss:word@{base}/basic/{token}")
+    wrong = http_check(f"http://ops%20team:guess@{base}/basic/{token}")
+    right, guessed = endpoint(app, check), endpoint(app, wrong, url="/wrong")
+    assert (right(), guessed()) == (passed(200), failed("RuntimeError: HTTP 401"))
+    assert repr(check) == (
+        f"<http_check GET http://ops%20team:***@{base}/basic/{token}, expect 200-399>"
+    )
+
+
+def test_http_check_fails_at_its_timeout_on_a_server_that_drips_its_answer(
+    app: Flask, serve: Callable[[str], subprocess.Popen[bytes]]
+) -> None:
+    port = server_port(serve("drip"))
+    check = http_check(f"http://127.0.0.1:{port}/", timeout=0.5)
+    probe = endpoint(app, check, timeout=5)
+    answer, took = timed(probe)
+    assert answer == failed(
+        f"TimeoutError: 127.0.0.1:{port} did not answer within 0.5 s"
+    )
+    assert took < 2  # the whole request's deadline, not 0.5 s a byte (6 s)
+
+
 def test_http_check_fails_at_its_timeout_on_a_server_that_never_answers(
     app: Flask, serve: Callable[[str], subprocess.Popen[bytes]]
 ) -> None:
@@ -466,6 +495,26 @@ def test_tcp_check_fails_at_its_timeout_when_connecting_hangs(
             "ValueError: The query ' ' is empty; give one such as 'SELECT 1'.",
         ),
         (
+            lambda: sql_check(lambda db: db),
+            re.compile(
+                r"TypeError: sql_check calls <function .*<lambda> at 0x\w+> with"
+                r" no arguments, but it needs some \(the database, at least\);"
+                r" pass one that connects, such as"
+                r" lambda: sqlite3\.connect\('app\.sqlite3'\)\."
+            ),
+        ),
+        (
+            lambda: sql_check(sqlite3.connect),
+            "TypeError: sql_check calls <built-in function connect> with no"
+            " arguments, but it needs some (the database, at least); pass one"
+            " that connects, such as lambda: sqlite3.connect('app.sqlite3').",
+        ),
+        (
+            lambda: redis_check(pytest.importorskip("redis").Redis),
+            "TypeError: redis_check needs an object, such as redis.Redis(host=...),"
+            " not the class Redis; make it once at startup and pass that.",
+        ),
+        (
             lambda: redis_check("redis://127.0.0.1:6379"),
             "TypeError: redis_check needs a client with a ping() method, such as"
             " redis.Redis(), not 'redis://127.0.0.1:6379'.",
@@ -495,6 +544,24 @@ def test_tcp_check_fails_at_its_timeout_when_connecting_hangs(
             "ValueError: The URL 'http://api.internal:80800/livez' is not an http"
             " or https URL with a host and a valid port; give one such as"
             " 'http://127.0.0.1:8080/livez'.",
+        ),
+        (
+            lambda: http_check("http://127.0.0.1:0/"),
+            "ValueError: The URL 'http://127.0.0.1:0/' is not an http or https"
+            " URL with a host and a valid port; give one such as"
+            " 'http://127.0.0.1:8080/livez'.",
+        ),
+        (
+            lambda: http_check("http://user:hunter2@api.internal:0/"),
+            "ValueError: The URL 'http://user:***@api.internal:0/' is not an http"
+            " or https URL with a host and a valid port; give one such as"
+            " 'http://127.0.0.1:8080/livez'.",
+        ),
+        (
+            lambda: http_check("http://api.internal/live z"),
+            "ValueError: The URL 'http://api.internal/live z' has a space or a"
+            " control character, which no request line can carry; percent-encode"
+            " it, as %20 for a space.",
         ),
         (
             lambda: http_check("http://x/", expect=range(200, 200)),
@@ -553,11 +620,12 @@ def test_tcp_check_fails_at_its_timeout_when_connecting_hangs(
     ],
 )
 def test_wrong_arguments_are_refused_when_the_check_is_made(
-    make: Callable[[], object], error: str
+    make: Callable[[], object], error: str | re.Pattern[str]
 ) -> None:
     with pytest.raises((TypeError, ValueError)) as raised:
         make()
-    assert f"{type(raised.value).__name__}: {raised.value}" == error
+    text = f"{type(raised.value).__name__}: {raised.value}"
+    assert error.fullmatch(text) if isinstance(error, re.Pattern) else text == error
 
 
 # -- disk_check and memory_check: the real disk and memory of this machine
@@ -648,4 +716,96 @@ def test_memory_check_is_refused_where_memory_cannot_be_read(
     assert str(error.value) == (
         f"memory_check reads MemAvailable from {path}, which this system does not"
         f" have ({problem.format(path=str(path))}); it needs Linux 3.14 or later."
+    )
+
+
+def memory_group() -> Path:
+    """The folder of this process's memory control group (v2, or v1's memory
+    controller), where the tests may make one below it; else the test skips,
+    or in CI (as root on Linux) fails."""
+    lines = Path("/proc/self/cgroup").read_text().splitlines()
+    for _, controllers, path in (line.split(":", 2) for line in lines):
+        unified = Path("/sys/fs/cgroup") / path.lstrip("/")
+        if not controllers and (unified / "memory.max").exists():
+            return unified
+        if "memory" in controllers.split(","):
+            return Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+    reason = "no memory control group can be made here (Linux, as root)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI runs as root on Linux.")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def limited() -> Iterator[Path]:
+    """A memory control group of its own with a limit of 256 MiB, below this
+    process's; removed afterwards."""
+    parent = memory_group()
+    folder = parent / f"flask-status-test-{os.getpid()}"
+    try:
+        folder.mkdir()
+    except OSError as error:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"cannot make a control group in {parent}: {error}")
+    v2 = (folder / "memory.max").exists()
+    limit = folder / ("memory.max" if v2 else "memory.limit_in_bytes")
+    limit.write_text(str(256 * 2**20))
+    try:
+        yield folder
+    finally:
+        folder.rmdir()
+
+
+def test_memory_check_reads_the_limit_of_its_control_group(
+    limited: Path, tmp_path: Path
+) -> None:
+    code = (
+        "import sys, flask_status\n"
+        "print(flask_status.memory_check(min_available=0.0001)())\n"
+        "try:\n"
+        "    flask_status.memory_check(min_available=300 * 2**20)()\n"
+        "except RuntimeError as error:\n"
+        "    print(error)\n"
+    )
+    script = tmp_path / "memory.py"
+    script.write_text(code)
+    inside = f"echo $$ > {limited / 'cgroup.procs'} && exec {sys.executable} {script}"
+    result = subprocess.run(
+        ["sh", "-c", inside], capture_output=True, text=True, check=True
+    )
+    shown, reason = result.stdout.splitlines()
+    assert 0 < int(shown) < 256 * 2**20
+    assert re.fullmatch(
+        f"{SIZE} available in the memory limit of 268.4 MB, below the minimum of"
+        " 314.6 MB",
+        reason,
+    )
+
+
+def test_memory_check_reads_a_v2_limit_and_the_lowest_above_it(
+    app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cgroup v2 tree as /proc/self/cgroup and mountinfo describe it, with
+    the limit set on the pod's group above the container's."""
+    mount = tmp_path / "cgroup"
+    pod, container = mount / "kubepods" / "pod1", mount / "kubepods" / "pod1" / "c1"
+    container.mkdir(parents=True)
+    (pod / "memory.max").write_text(f"{512 * 2**20}\n")
+    (container / "memory.max").write_text("max\n")
+    (container / "memory.current").write_text(f"{200 * 2**20}\n")
+    (container / "memory.stat").write_text(f"anon 1\ninactive_file {50 * 2**20}\n")
+    (tmp_path / "cgroup.txt").write_text("0::/kubepods/pod1/c1\n")
+    (tmp_path / "mountinfo").write_text(
+        f"31 23 0:28 / /dev rw - devtmpfs udev rw\n"
+        f"32 23 0:29 /kubepods {mount / 'kubepods'} rw - cgroup2 cgroup2 rw\n"
+    )
+    monkeypatch.setattr(flask_status, "_CGROUP", str(tmp_path / "cgroup.txt"))
+    monkeypatch.setattr(flask_status, "_MOUNTINFO", str(tmp_path / "mountinfo"))
+    # 512 MiB less 150 MiB in use that the kernel cannot reclaim
+    assert flask_status._cgroup_memory() == (362 * 2**20, 512 * 2**20)
+    probe = endpoint(app, memory_check(min_available=0.9))
+    assert reason(probe) == (
+        "RuntimeError: 379.6 MB available in the memory limit of 536.9 MB, below"
+        " the minimum of 90% (483.2 MB)"
     )
