@@ -48,6 +48,7 @@ import os
 import threading
 import time
 import urllib.parse
+import warnings
 import weakref
 from collections.abc import Awaitable
 from collections.abc import Callable
@@ -226,6 +227,7 @@ class FlaskStatus:
                 f"This FlaskStatus already serves {app!r}; create another"
                 " FlaskStatus to serve a second URL."
             )
+        _warn_unknown_keys(app.config)
         settings = _Settings(*[self._setting(app, s) for s in _SETTINGS])
         monitor = _Monitor(self, settings)
         groups = monitor.groups()
@@ -477,7 +479,9 @@ class FlaskStatus:
                 f" it cannot also take {authenticator!r}. Combine them into one"
                 " decorator that applies both, and pass that once."
             )
-        guarded = authenticator(self._respond) if callable(authenticator) else None
+        guarded = None
+        if callable(authenticator) and _takes_one_argument(authenticator):
+            guarded = authenticator(self._respond)
         if not callable(guarded):
             raise TypeError(
                 f"The authenticator {authenticator!r} must be a view decorator:"
@@ -613,6 +617,18 @@ async def _awaited(value: Awaitable[T]) -> T:
     return await value
 
 
+def _takes_one_argument(func: Callable[..., Any]) -> bool:
+    """Whether ``func`` can be called with one argument, as a decorator is;
+    true where its signature cannot be read."""
+    try:
+        inspect.signature(func).bind(None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to inspect (some builtins)
+        pass
+    return True
+
+
 # -- settings and routes: each setting's validator, and the URLs a route takes -
 
 
@@ -668,6 +684,55 @@ def _refuse_taken(
                 f"The URL {url!r} is answered by the per-check route {rule!r}"
                 f" on {app!r}; give {what} another url."
             )
+    _refuse_routed(app, url, what)
+
+
+def _refuse_routed(app: Flask, url: str, what: str) -> None:
+    """Refuse ``url`` if a route of the app answers a GET of it, a variable
+    one (``/files/<path:name>``) included: a status route there would take
+    the path from it."""
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.routing import RequestRedirect
+
+    try:
+        adapter = app.url_map.bind("localhost")
+        rule, _ = adapter.match(url, method="GET", return_rule=True)
+    except (HTTPException, RequestRedirect):  # no route answers a GET of it
+        return
+    raise ValueError(
+        f"The URL {url!r} is answered by the route {rule.rule!r} (endpoint"
+        f" {rule.endpoint!r}) on {app!r}; a status route there would take that"
+        f" path from it. Give {what} another url, or add it before that route."
+    )
+
+
+def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
+    """Warn of each ``STATUS_*`` config key that is no setting, and so does
+    nothing, naming the setting it is closest to."""
+    import difflib
+
+    names = [setting.name.upper() for setting in _SETTINGS]
+    for key in sorted(k for k in config if str(k).startswith("STATUS_")):
+        if key[len("STATUS_") :] in names:
+            continue
+        close = difflib.get_close_matches(key[len("STATUS_") :], names, n=1)
+        hint = f"did you mean STATUS_{close[0]}?" if close else "the README lists them."
+        warnings.warn(
+            f"The config key {key!r} is no flask-status setting, so it does"
+            f" nothing; {hint}",
+            stacklevel=_outside(),
+        )
+
+
+def _outside() -> int:
+    """The ``stacklevel`` that names the caller's first caller outside this
+    file: the app's code that set flask-status up."""
+    import sys
+
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        level, frame = level + 1, frame.f_back  # type: ignore[assignment]
+    return level
 
 
 def _refuse_late(app: Flask, url: str) -> None:
@@ -2527,7 +2592,8 @@ _quiet_access = _QuietAccess()
 @click.option(
     "--url",
     help="Run only the endpoint at this URL, such as /readyz, or one check of"
-    " a per-check route, such as /readyz/database.",
+    " a per-check route, such as /readyz/database; of a whole URL, such as"
+    " http://127.0.0.1:8000/readyz, the path is used.",
 )
 @click.option(
     "--exclude",
@@ -2584,6 +2650,8 @@ def _targets(app: Flask, url: str | None) -> dict[str, _Target]:
     every = {u: _Target(st, st._routes[_endpoint(u)]) for u, st in served.items()}
     if url is None:
         return every
+    if "://" in url:  # a whole URL, as a probe would be given: its path
+        url = urllib.parse.urlsplit(url).path or "/"
     try:
         url = _url(url, "The status URL")
     except ValueError as error:

@@ -189,3 +189,15 @@ def test_help_gives_the_healthcheck_the_readme_gives(app: Flask) -> None:
     assert f"    {line}\n" in result.output  # on a line of its own, to copy
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert line in readme
+
+
+def test_a_whole_url_is_taken_for_its_path(app: Flask) -> None:
+    FlaskStatus(app, url="/livez")
+    FlaskStatus(app, url="/readyz").add_field("db", lambda: False)
+    runner = app.test_cli_runner()
+    url = "http://127.0.0.1:8000/readyz"
+    result = runner.invoke(args=["status", "--url", url])
+    assert (result.exit_code, result.output) == (
+        1,
+        '/readyz {"status":"FAIL","db":false}\n',
+    )

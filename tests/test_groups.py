@@ -579,3 +579,34 @@ def test_a_predicate_returning_any_awaitable_shows_no_details_unless_true(
 
     status.details_when(operator)
     assert get(app.test_client()) == (200, {"status": "OK"})
+
+
+@pytest.mark.parametrize(
+    ("rule", "url"),
+    [
+        ("/files/<path:name>", "/files/x"),
+        ("/files/<name>", "/files/x"),
+        ("/<int:year>", "/2025"),
+    ],
+)
+def test_a_url_a_variable_route_answers_is_refused(rule: str, url: str) -> None:
+    app = Flask("app")
+    app.add_url_rule(rule, "files", lambda **kwargs: "the app's")
+    status = FlaskStatus(app)
+    with pytest.raises(ValueError) as error:
+        status.group(url)
+    assert str(error.value) == (
+        f"The URL {url!r} is answered by the route {rule!r} (endpoint 'files') on"
+        " <Flask 'app'>; a status route there would take that path from it. Give"
+        " the group another url, or add it before that route."
+    )
+    with pytest.raises(ValueError, match="^The URL .* is answered by the route"):
+        FlaskStatus(app, url=url)
+    assert app.test_client().get(url).data == b"the app's"
+
+
+def test_a_url_only_another_method_answers_is_free() -> None:
+    app = Flask("app")
+    app.add_url_rule("/files/<name>", "upload", lambda name: "", methods=["POST"])
+    FlaskStatus(app).group("/files/x")
+    assert app.test_client().get("/files/x").get_json() == {"status": "OK"}

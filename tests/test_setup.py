@@ -7,6 +7,7 @@ import datetime
 import functools
 import inspect
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 from typing import Callable
@@ -499,3 +500,43 @@ def test_a_message_string_that_cannot_be_utf_8_is_refused() -> None:
         " (a lone surrogate), as every response must be; decode it with"
         " errors='replace' first."
     )
+
+
+def test_an_authenticator_that_is_no_decorator_is_refused(app: Flask) -> None:
+    guard = lambda: None  # noqa: E731  (takes no view)
+    with pytest.raises(TypeError) as error:
+        FlaskStatus(app, authenticator=guard)  # type: ignore[arg-type]
+    assert str(error.value) == (
+        f"The authenticator {guard!r} must be a view decorator: a callable that"
+        " takes a view function and returns one."
+    )
+
+
+def test_unknown_status_config_keys_are_warned_about(app: Flask) -> None:
+    app.config.update(STATUS_TIMOUT=0.3, STATUS_SHOW_ERROR=True, STATUS_COLOUR="red")
+    with pytest.warns(UserWarning) as warned:
+        FlaskStatus(app)
+    assert [(str(w.message), w.filename) for w in warned] == [
+        (
+            "The config key 'STATUS_COLOUR' is no flask-status setting, so it does"
+            " nothing; the README lists them.",
+            __file__,
+        ),
+        (
+            "The config key 'STATUS_SHOW_ERROR' is no flask-status setting, so it"
+            " does nothing; did you mean STATUS_SHOW_ERRORS?",
+            __file__,
+        ),
+        (
+            "The config key 'STATUS_TIMOUT' is no flask-status setting, so it does"
+            " nothing; did you mean STATUS_TIMEOUT?",
+            __file__,
+        ),
+    ]
+
+
+def test_known_status_config_keys_warn_of_nothing(app: Flask) -> None:
+    app.config.update(STATUS_TIMEOUT=0.3, STATUS_SHOW_ERRORS=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FlaskStatus().init_app(app)
