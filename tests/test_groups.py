@@ -600,7 +600,7 @@ def test_a_url_a_variable_route_answers_is_refused(rule: str, url: str) -> None:
         " <Flask 'app'>; a status route there would take that path from it. Give"
         " the group another url, or add it before that route."
     )
-    with pytest.raises(ValueError, match="^The URL .* is answered by the route"):
+    with pytest.raises(ValueError, match=r"^The URL .* is answered by the route"):
         FlaskStatus(app, url=url)
     assert app.test_client().get(url).data == b"the app's"
 

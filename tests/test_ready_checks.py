@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import functools
+import os
 import re
 import shutil
 import socket
