@@ -29,12 +29,12 @@ line; and ready-made checks for the services an app depends on.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import collections
 import contextlib
 import copy
 import datetime
+import enum
 import functools
 import hashlib
 import heapq
@@ -52,6 +52,7 @@ import warnings
 import weakref
 from collections.abc import Awaitable
 from collections.abc import Callable
+from collections.abc import Coroutine
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -189,24 +190,30 @@ class FlaskStatus:
         html: bool | None = None,
         quiet_access_log: bool | None = None,
     ) -> None:
-        given = locals()  # each setting is a parameter of the same name
+        given = dict(
+            url=url,
+            message=message,
+            timeout=timeout,
+            cache=cache,
+            every=every,
+            fail_after=fail_after,
+            recover_after=recover_after,
+            show_errors=show_errors,
+            workers=workers,
+            log=log,
+            per_check=per_check,
+            html=html,
+            quiet_access_log=quiet_access_log,
+        )
         self._given = {
             s.name: s.validate(given[s.name], s.label)
             for s in _SETTINGS
             if given[s.name] is not None
         }
-        self._fields: dict[str, _Field] = {}
-        self._groups: dict[str, _Group] = {}  # by URL, in the order added
-        # The group each route answers for, by Flask endpoint name.
-        self._routes: dict[str | None, _Group] = {}
+        self._registry = _Registry()
         self._guarded: View = self._respond
         self._authenticator: Authenticator | None = None
         self._details: Callable[[], Any] | None = None
-        self._listeners: tuple[Callable[[StatusChange], Any], ...] = ()
-        # Per-app state; weak keys, so the extension never keeps an app alive.
-        self._apps: weakref.WeakKeyDictionary[Flask, _Monitor] = (
-            weakref.WeakKeyDictionary()
-        )
         if authenticator is not None:
             self.auth(authenticator)
         if app is not None:
@@ -222,14 +229,15 @@ class FlaskStatus:
         :raises ValueError: if a config value is invalid, or the URL is taken.
         :raises RuntimeError: if this instance already serves ``app``.
         """
-        if app in self._apps:
+        registry = self._registry
+        if app in registry.monitors:
             raise RuntimeError(
                 f"This FlaskStatus already serves {app!r}; create another"
                 " FlaskStatus to serve a second URL."
             )
         _warn_unknown_keys(app.config)
-        settings = _Settings(*[self._setting(app, s) for s in _SETTINGS])
-        monitor = _Monitor(self, settings)
+        settings = _Settings(**{s.name: self._setting(app, s) for s in _SETTINGS})
+        monitor = _Monitor(registry, settings)
         groups = monitor.groups()
         rules = _rules(app)
         for group in groups:  # each refused before any is routed
@@ -240,7 +248,7 @@ class FlaskStatus:
             self._add_routes(app, settings.per_check, group)
         if "status" not in app.cli.commands:  # the app's own command stays
             app.cli.add_command(_status_command)
-        self._apps[app] = monitor
+        registry.monitors[app] = monitor
         _MONITORS.add(monitor)
         _quiet_access.watch(monitor)
 
@@ -253,7 +261,7 @@ class FlaskStatus:
         )
         for rule, endpoint in _planned(group.url, per_check):
             app.add_url_rule(rule, endpoint, self._view, **options)
-            self._routes[endpoint] = group
+            self._registry.routes[endpoint] = group
         app.extensions.setdefault("status", {})[group.url] = self
 
     def group(
@@ -295,22 +303,23 @@ class FlaskStatus:
         """
         group = _Group(
             _url(url, "The group URL"),
-            *_selection(include, exclude, self._fields),
+            *_selection(include, exclude, self._registry.fields),
             _bool(public, "The public option"),
         )
-        if group.url in self._groups:
+        registry = self._registry
+        if group.url in registry.groups:
             raise ValueError(
                 f"This FlaskStatus already serves the group {group.url!r}; give"
                 " the group another url."
             )
-        served = list(self._apps.items())
+        served = list(registry.monitors.items())
         for app, monitor in served:  # each refused before any is routed
             _refuse_late(app, group.url)
             per_check = monitor.settings.per_check
             _refuse_taken(app, _rules(app), group.url, per_check, "the group")
         for app, monitor in served:
             self._add_routes(app, monitor.settings.per_check, group)
-        self._groups = {**self._groups, group.url: group}
+        registry.groups = {**registry.groups, group.url: group}
 
     def _setting(self, app: Flask, setting: _Setting) -> Any:
         if setting.name in self._given:
@@ -368,39 +377,19 @@ class FlaskStatus:
             status.add_field("billing", ping_billing, every=30)
             status.add_field("search", ping_search, fail_after=3)
         """
-        _new_key(key, self._fields)
-        if callable(value):
-            _needs_no_arguments(key, value)
-        elif (critical, timeout, cache, every, fail_after, recover_after) != (
-            True,
-            *[None] * 5,
-        ):
-            raise TypeError(
-                "critical, timeout, cache, every, fail_after and recover_after"
-                f" apply to checks, but field"
-                f" {key!r} is the static value {value!r}; pass a callable instead."
-            )
-        else:
-            _json_value(f"The value of field {key!r}", value)
-            value = copy.deepcopy(value)
-        if cache is not None and every is not None:
-            raise ValueError(
-                f"Field {key!r} has both cache={cache!r} and every={every!r}, which"
-                " both say how its results are reused; give only one."
-            )
-        field = _Field(
-            key,
-            value,
-            callable(value),
-            _bool(critical, "The critical option"),
-            _optional(_duration, timeout, "The timeout"),
-            _optional(_interval, cache, "The cache"),
-            _optional(_interval, every, "The every interval"),
-            _optional(_count, fail_after, "The fail_after option"),
-            _optional(_count, recover_after, "The recover_after option"),
+        registry = self._registry
+        _new_key(key, registry.fields)
+        given = dict(
+            critical=critical,
+            timeout=timeout,
+            cache=cache,
+            every=every,
+            fail_after=fail_after,
+            recover_after=recover_after,
         )
+        field = _Field.make(key, value, given)
         # A new dict, not an update: requests under way keep the one they read.
-        self._fields = {**self._fields, key: field}
+        registry.fields = {**registry.fields, key: field}
 
     @overload
     def field(self, name: F) -> F: ...
@@ -514,7 +503,7 @@ class FlaskStatus:
             raise TypeError(
                 f"The listener {listener!r} must be a callable taking one StatusChange."
             )
-        self._listeners = (*self._listeners, listener)
+        self._registry.listeners = (*self._registry.listeners, listener)
         return listener
 
     def details_when(self, predicate: P) -> P:
@@ -554,13 +543,17 @@ class FlaskStatus:
     # The request: the view the authenticator wraps, and what it answers.
 
     def _view(self, **kwargs: Any) -> Any:
-        if self._authenticator is None or self._routes[request.endpoint].public:
+        if (
+            self._authenticator is None
+            or self._registry.routes[request.endpoint].public
+        ):
             return self._respond(**kwargs)
         return self._guarded(**kwargs)
 
     def _respond(self, key: str | None = None) -> Response:
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-        monitor, group = self._apps[app], self._routes[request.endpoint]
+        registry = self._registry
+        monitor, group = registry.monitors[app], registry.routes[request.endpoint]
         # Most probes send no query: then nothing is parsed.
         args = request.args if request.environ.get("QUERY_STRING") else None
         chosen = self._chosen(app, monitor, group, key, args)
@@ -584,7 +577,7 @@ class FlaskStatus:
     ) -> list[_Field]:
         """The fields of ``group`` a request asks for: one per-check route's,
         all but those ``?exclude=`` names, or all."""
-        fields = group.select(self._fields)
+        fields = group.select(self._registry.fields)
         if key is not None:
             if key not in fields:
                 abort(404)
@@ -602,19 +595,28 @@ class FlaskStatus:
         try:
             shown = self._details()  # type: ignore[misc]
             if inspect.isawaitable(shown):  # a Future too: never truthy unread
-                shown = asyncio.run(_awaited(shown))
+                shown = _run_async(_awaited(shown))
             return bool(shown)
         except BaseException as error:
             if inspect.iscoroutine(shown):
                 shown.close()  # never awaited: say nothing more of it
             message = "The details predicate %r of %s raised."
-            url = self._routes[request.endpoint].url
+            url = self._registry.routes[request.endpoint].url
             _emit(app, logging.ERROR, message, self._details, url, error=error)
             return False
 
 
 async def _awaited(value: Awaitable[T]) -> T:
     return await value
+
+
+def _run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end in this thread, in an event loop of its
+    own. asyncio is imported here, as only async checks and predicates
+    need it: importing flask_status costs less for the rest."""
+    import asyncio
+
+    return asyncio.run(coroutine)
 
 
 def _takes_one_argument(func: Callable[..., Any]) -> bool:
@@ -987,16 +989,92 @@ class _Settings(NamedTuple):
     quiet_access_log: bool
 
 
-class _Field(NamedTuple):
-    key: str
-    value: Any  # the static value, or the check
-    is_check: bool  # the value is callable
+# Every option of a check, each a keyword of add_field and field of the same
+# name; None (the default but for critical) takes the endpoint's setting of
+# that name. A new one goes here, in _CheckOptions, in the signatures and
+# docstrings of add_field and field, and in _Check.resolve; tests/test_setup.py
+# checks that they agree.
+_CHECK_OPTIONS = (
+    _Setting("critical", "The critical option", True, _bool),
+    _Setting("timeout", "The timeout", None, _duration),
+    _Setting("cache", "The cache", None, _interval),
+    _Setting("every", "The every interval", None, _interval),
+    _Setting("fail_after", "The fail_after option", None, _count),
+    _Setting("recover_after", "The recover_after option", None, _count),
+)
+
+
+class _CheckOptions(NamedTuple):
+    """A check's options as given, field for field as ``_CHECK_OPTIONS``
+    lists them."""
+
     critical: bool = True
     timeout: float | None = None
     cache: float | None = None
     every: float | None = None
     fail_after: int | None = None
     recover_after: int | None = None
+
+
+class _Field(NamedTuple):
+    key: str
+    value: Any  # the static value, or the check
+    is_check: bool  # the value is callable
+    options: _CheckOptions = _CheckOptions()
+
+    @classmethod
+    def make(cls, key: str, value: Any, given: dict[str, Any]) -> _Field:
+        """Field ``key`` of ``value``, with the check options ``given``,
+        each checked; a static value takes none."""
+        if not callable(value):
+            named = [o.name for o in _CHECK_OPTIONS if given[o.name] != o.default]
+            if named:
+                names = [o.name for o in _CHECK_OPTIONS]
+                raise TypeError(
+                    f"{', '.join(names[:-1])} and {names[-1]} apply to checks, but"
+                    f" field {key!r} is the static value {value!r}; pass a"
+                    " callable instead."
+                )
+            _json_value(f"The value of field {key!r}", value)
+            return cls(key=key, value=copy.deepcopy(value), is_check=False)
+        _needs_no_arguments(key, value)
+        if given["cache"] is not None and given["every"] is not None:
+            raise ValueError(
+                f"Field {key!r} has both cache={given['cache']!r} and every="
+                f"{given['every']!r}, which both say how its results are reused;"
+                " give only one."
+            )
+        return cls(key=key, value=value, is_check=True, options=_checked(given))
+
+
+def _checked(given: dict[str, Any]) -> _CheckOptions:
+    """The check options ``given``, each validated; None takes the endpoint's."""
+    checked = {}
+    for option in _CHECK_OPTIONS:
+        value = given[option.name]
+        if value is not None or option.default is not None:
+            value = option.validate(value, option.label)
+        checked[option.name] = value
+    return _CheckOptions(**checked)
+
+
+class _Registry:
+    """What a FlaskStatus registers, as its monitors, its view and the
+    command line read it: one narrow interface. Each attribute is replaced,
+    never changed in place, so that a request keeps what it read."""
+
+    __slots__ = ("fields", "groups", "listeners", "monitors", "routes")
+
+    def __init__(self) -> None:
+        self.fields: dict[str, _Field] = {}  # by key, in the order added
+        self.groups: dict[str, _Group] = {}  # by URL, in the order added
+        self.listeners: tuple[Callable[[StatusChange], Any], ...] = ()
+        # Per app; weak keys, so the extension never keeps an app alive.
+        self.monitors: weakref.WeakKeyDictionary[Flask, _Monitor] = (
+            weakref.WeakKeyDictionary()
+        )
+        # The group each route answers for, by Flask endpoint name.
+        self.routes: dict[str | None, _Group] = {}
 
 
 class _Group(NamedTuple):
@@ -1048,25 +1126,82 @@ def _needs_no_arguments(key: str, func: Callable[..., Any]) -> None:
 
 # -- the monitor: runs of checks, which requests join and which settle once ---
 #
-# A _Monitor holds what one FlaskStatus watches on one app. Its state changes
-# only in four transitions: a request joins runs, a call returns, a deadline
-# passes, a schedule falls due. Each decides everything under the monitor's
-# lock and returns a _Then, what must happen next; _Monitor.carry_out does
-# that outside the lock, in the one order its docstring states.
+# A _Monitor holds what one FlaskStatus watches on one app: the latest run of
+# each check, and each check's status over its runs. Its state changes only
+# in four transitions, each a method that takes the monitor's lock, decides
+# everything under it and returns a _Then, what must happen next:
+#
+#     join    a request joins a run of each check, starting those that are due
+#     finish  a worker's call of a check returned
+#     expire  a run's deadline passed (or, for a late run, one more timeout)
+#     due     a scheduled run fell due
+#
+# _Monitor.carry_out then does what the _Then says, outside the lock, in the
+# one order its docstring states; nothing else calls the pool, the
+# scheduler, the log or the listeners for a monitor. A run moves through the
+# states of _State, along _MOVES only:
+#
+#     QUEUED --a worker is free--> RUNNING --its call returned--> DONE
+#        |                            |                            ^  ^
+#        +--its deadline passed-------)----------------------------+  |
+#                                     +--its deadline passed--> LATE -+
+#                                               (one more timeout: LATE again)
+
+
+class _State(enum.Enum):
+    """Where a run of a check is; it moves along ``_MOVES`` only, under its
+    monitor's lock."""
+
+    QUEUED = "queued"  # waiting in the monitor's backlog for one of its workers
+    RUNNING = "running"  # handed to the pool, holding one of the workers
+    LATE = "late"  # settled as timed out at its deadline while its call goes on
+    DONE = "done"  # settled, and its call is over (or will never be made)
+
+
+_MOVES = {
+    _State.QUEUED: frozenset(
+        {
+            _State.RUNNING,  # a worker is free
+            _State.DONE,  # its deadline passed before one was
+        }
+    ),
+    _State.RUNNING: frozenset(
+        {
+            _State.DONE,  # its call returned
+            _State.LATE,  # its deadline passed first
+        }
+    ),
+    _State.LATE: frozenset(
+        {
+            _State.LATE,  # still hung a timeout later: one more failed run
+            _State.DONE,  # its call returned after all
+        }
+    ),
+    _State.DONE: frozenset(),
+}
 
 
 class _Outcome(NamedTuple):
-    """What one run of a check came to, frozen when the run settled."""
+    """What one run of a check came to, as its check's status counted it;
+    made once, when the run settles."""
 
     ok: bool
     value: str  # the JSON text the payload shows: the result, or false
     reason: str | None  # why it failed
     at: float  # when, in seconds since the epoch
     duration: float  # seconds the run took, or until it was given up
-    # The check's status once this run counted, set when the run settles:
-    status: str = ""  # "OK", "WARN" or "FAIL", as fail_after/recover_after judge
-    since: float = 0.0  # when that status began, in seconds since the epoch
-    failures: int = 0  # failed runs in a row, this one included
+    status: str  # the check's status once this run counted: OK, WARN or FAIL
+    since: float  # when that status began, in seconds since the epoch
+    failures: int  # failed runs in a row, this one included
+
+
+class _Result(NamedTuple):
+    """What a call of a check returned, before its run counts it."""
+
+    ok: bool
+    value: str  # the JSON text of the result, or false
+    reason: str | None  # why it failed
+    duration: float
 
 
 class _Streak:
@@ -1085,19 +1220,21 @@ class _Streak:
         self.failures = 0  # failed runs in a row
         self.passes = 0  # passing runs in a row
 
-    def count(
-        self, outcome: _Outcome, failing: str, fail_after: int, recover_after: int
-    ) -> str | None:
+    def count(self, ok: bool, at: float, check: _Check) -> str | None:
         """Count one run in; returns the status before it."""
         old = self.status
-        if outcome.ok:
+        if ok:
             self.passes, self.failures = self.passes + 1, 0
-            new = "OK" if old is None or self.passes >= recover_after else old
+            new = "OK" if old is None or self.passes >= check.recover_after else old
         else:
             self.passes, self.failures = 0, self.failures + 1
-            new = failing if old is None or self.failures >= fail_after else old
+            new = (
+                check.failing
+                if old is None or self.failures >= check.fail_after
+                else old
+            )
         if new != old:
-            self.status, self.since = new, outcome.at
+            self.status, self.since = new, at
         return old
 
 
@@ -1105,119 +1242,131 @@ class _Report(NamedTuple):
     """The fields of one response with their outcomes (None: static)."""
 
     url: str
-    state: str  # "OK", "WARN" or "FAIL"
+    status: str  # "OK", "WARN" or "FAIL"
     entries: list[tuple[_Field, _Outcome | None]]
     show_errors: bool
 
     @property
     def code(self) -> int:
-        return 503 if self.state == "FAIL" else 200
+        return 503 if self.status == "FAIL" else 200
 
 
 class _Latch:
     """What one request waits on: it opens when every run the request waits
-    for has settled and, if its call returned, logged (a run given up at its
-    deadline leaves its line to a worker).
+    for has settled and, if its call returned with a line to log, logged.
 
-    ``pending`` is raised only while the monitor's lock is held, by the
-    request that made the latch, before any run it waits for can count it
-    down; counting down takes the latch's own lock, since runs settle in
-    several threads at once, outside the monitor's lock.
+    ``pending`` changes only under the monitor's lock: it is raised by the
+    request that made the latch, before any run it waits for can settle,
+    and lowered as each of them settles, or (a run that logs its line
+    before the responses that wait for it) once that line is written. The
+    one that brings it to 0 opens the gate, outside the lock.
     """
 
-    __slots__ = ("_gate", "_mutex", "pending")
+    __slots__ = ("_gate", "pending")
 
     def __init__(self) -> None:
         self._gate = threading.Lock()
         self._gate.acquire()  # released once, when pending reaches 0
-        self._mutex = threading.Lock()
         self.pending = 0
 
-    def count_down(self) -> None:
-        with self._mutex:
-            self.pending -= 1
-            opened = not self.pending
-        if opened:
-            self._gate.release()
+    def open(self) -> None:
+        self._gate.release()
 
     def wait(self, seconds: float) -> bool:
         """Whether the latch opened within ``seconds``."""
         return self._gate.acquire(timeout=max(0.0, seconds))
 
 
-# A run's states. It moves only forward, in the moves of _MOVES, always under
-# its monitor's lock.
-_QUEUED = "queued"  # waiting in the monitor's backlog for one of its workers
-_RUNNING = "running"  # handed to the pool, holding one of the workers
-_LATE = "late"  # settled as timed out at its deadline while its call goes on
-_DONE = "done"  # settled, and its call is over (or will never be made)
-_MOVES = frozenset(
-    {
-        (_QUEUED, _RUNNING),  # a worker is free
-        (_QUEUED, _DONE),  # its deadline passed before one was
-        (_RUNNING, _DONE),  # its call returned
-        (_RUNNING, _LATE),  # its deadline passed first
-        (_LATE, _LATE),  # still hung a timeout later: one more failed run
-        (_LATE, _DONE),  # its call returned after all
-    }
-)
+def _counted_down(latches: Iterable[_Latch]) -> list[_Latch]:
+    """Lower each latch once, under the monitor's lock; those to open."""
+    opened = []
+    for latch in latches:
+        latch.pending -= 1
+        if not latch.pending:
+            opened.append(latch)
+    return opened
+
+
+class _Check(NamedTuple):
+    """A registered check with its options resolved against one monitor's
+    settings: made once for each monitor and set of fields, not per run."""
+
+    key: str
+    call: Callable[[], Any]
+    failing: str  # its status when it fails: "FAIL", or "WARN" if not critical
+    timeout: float
+    cache: float  # seconds a result is reused
+    every: float  # seconds between scheduled runs; 0 runs it on request
+    fail_after: int
+    recover_after: int
+
+    @classmethod
+    def resolve(cls, field: _Field, settings: _Settings, policy: _Policy) -> _Check:
+        """``field``'s check, each option its own or the endpoint's."""
+        options = field.options
+        every = options.every
+        if every is None:  # a check with a cache of its own runs on request
+            every = 0.0 if options.cache is not None else settings.every
+        return cls(
+            key=field.key,
+            call=field.value,
+            failing="FAIL" if options.critical else "WARN",
+            timeout=options.timeout or settings.timeout,
+            cache=settings.cache if options.cache is None else options.cache,
+            every=every if policy.schedules else 0.0,
+            fail_after=options.fail_after or settings.fail_after,
+            recover_after=options.recover_after or settings.recover_after,
+        )
 
 
 class _Run:
     """One call of a check, which any number of requests may wait for.
 
-    It settles on leaving queued or running: its ``outcome`` is then set.
-    A late run holds no worker, and its check is not run again until the
-    call returns; meanwhile, from ``counts_again`` on, each further timeout
-    it stays late counts as one more failed run, when a request or the
+    It settles on leaving QUEUED or RUNNING: its ``outcome`` is then set. A
+    late run holds no worker, and its check is not run again until the call
+    returns; meanwhile, from ``counts_again`` on, each further timeout it
+    stays late counts as one more failed run, when a request or the
     scheduler first sees it, so that a hung dependency turns failing after
     about ``fail_after`` timeouts. Its call's return counts no more.
     """
 
     __slots__ = (
         "__weakref__",
-        "cache",
+        "check",
         "counts_again",
         "deadline",
-        "every",
         "expires",
-        "field",
         "latches",
         "monitor",
         "outcome",
         "previous",
         "started",
         "state",
-        "timeout",
     )
 
     def __init__(
         self,
         monitor: _Monitor,
-        field: _Field,
+        check: _Check,
         now: float,
         previous: _Outcome | None = None,
     ) -> None:
-        settings = monitor.settings
         self.monitor = monitor
-        self.field = field
-        self.state = _QUEUED
-        self.timeout = field.timeout or settings.timeout
-        self.cache = settings.cache if field.cache is None else field.cache
-        self.every = monitor.every(field)
+        self.check = check
+        self.state = _State.QUEUED
         self.started = now
-        self.deadline = now + self.timeout
+        self.deadline = now + check.timeout
         self.counts_again = math.inf  # once late: when it counts as failed again
         self.previous = previous  # a scheduled check's result until this one's
         self.outcome: _Outcome | None = None
         self.latches: list[_Latch] = []  # of the requests waiting for it
         self.expires = 0.0  # monotonic time from which a new run is due, once done
 
-    def move(self, state: str) -> None:
-        if (self.state, state) not in _MOVES:
+    def move(self, state: _State) -> None:
+        if state not in _MOVES[self.state]:
             raise RuntimeError(
-                f"A run of check {self.field.key!r} cannot go from {self.state}"
-                f" to {state}."
+                f"A run of check {self.check.key!r} cannot go from"
+                f" {self.state.value} to {state.value}."
             )
         self.state = state
 
@@ -1239,37 +1388,39 @@ class _Run:
         # Read without the lock: a run given up just after this read is
         # called all the same, as a late run.
         if self.outcome is not None:  # given up before a worker took it
-            monitor.finish(app, self, self.outcome)
+            monitor.carry_out(app, monitor.finish(self, None))
             return True
         start = time.monotonic()
+        error: BaseException | None
         try:
-            value = self.field.value()
-            if inspect.iscoroutine(value):
-                value = asyncio.run(value)
-            outcome, error = _judge(value, monitor.parts(app).encode, start)
+            value = self.check.call()
+            if value is not True and inspect.iscoroutine(value):
+                value = _run_async(value)
+            result, error = _result(value, monitor.parts(app).encode, start)
         except BaseException as exc:  # SystemExit too: a run must always settle
-            outcome, error = _failed(_describe(exc), start), exc
+            result, error = _failed(_describe(exc), start), exc
         try:
-            monitor.finish(app, self, outcome, error)
+            monitor.carry_out(app, monitor.finish(self, result, error))
         finally:
             if error is not None:  # logged: its traceback holds this frame,
                 error.__traceback__ = None  # and so the app, in a cycle
             del error
-        return outcome.ok
+        return result.ok
 
     def abandon(self, app: Flask, reason: str) -> None:
-        self.monitor.finish(app, self, _failed(reason, self.started))
+        result = _failed(reason, self.started)
+        self.monitor.carry_out(app, self.monitor.finish(self, result))
 
 
-def _judge(
+def _result(
     value: Any, encode: Callable[[Any], str], start: float
-) -> tuple[_Outcome, BaseException | None]:
-    """The outcome of a check that returned ``value``, frozen as JSON text,
+) -> tuple[_Result, BaseException | None]:
+    """What a check that returned ``value`` came to, frozen as JSON text,
     and the error that kept it from being encoded, for the log."""
+    if value is True:  # the commonest result: JSON needs no encoder for it
+        return _Result(True, "true", None, time.monotonic() - start), None
     if value is False:
         return _failed("returned False", start), None
-    if value is True:  # the commonest result: JSON needs no encoder for it
-        return _Outcome(True, "true", None, time.time(), time.monotonic() - start), None
     try:
         text = encode(value)
         if not text.isascii():
@@ -1279,33 +1430,29 @@ def _judge(
         article = "an" if name[:1].lower() in "aeiou" else "a"
         reason = f"returned {article} {name} object that JSON cannot encode"
         return _failed(reason, start), error
-    return _Outcome(True, text, None, time.time(), time.monotonic() - start), None
+    return _Result(True, text, None, time.monotonic() - start), None
 
 
-def _judged(outcome: _Outcome, status: str, since: float, failures: int) -> _Outcome:
-    """``outcome`` with the check's status once it counted: a new tuple by
-    ``tuple.__new__``, which costs half what ``_Outcome(...)`` does."""
-    return tuple.__new__(_Outcome, (*outcome[:5], status, since, failures))
-
-
-def _failed(reason: str, start: float) -> _Outcome:
-    return _Outcome(False, "false", reason, time.time(), time.monotonic() - start)
+def _failed(reason: str, start: float) -> _Result:
+    return _Result(False, "false", reason, time.monotonic() - start)
 
 
 _STILL_RUNNING = "; still running"  # said of a late run until its call returns
 
 
-def _timed_out(run: _Run, still: str = "", until: float = 0.0) -> _Outcome:
+def _timed_out(run: _Run, still: str = "", until: float = 0.0) -> _Result:
     """A run that outlasted its deadline: while it waited for a worker, or
     with ``still`` said while its call goes on; its duration is the time
     from its start to its deadline, or to ``until``, a later one."""
-    reason = f"timed out after {run.timeout} s{still}"
-    if run.state is _QUEUED:
+    reason = f"timed out after {run.check.timeout} s{still}"
+    if run.state is _State.QUEUED:
         workers = run.monitor.settings.workers
         busy = "the only one was" if workers == 1 else f"all {workers} were"
         reason += f" waiting for a worker; {busy} busy"
-    duration = until - run.started if until > run.deadline else run.timeout
-    return _Outcome(False, "false", reason, time.time(), duration)
+    late = until > run.deadline
+    return _Result(
+        False, "false", reason, until - run.started if late else run.check.timeout
+    )
 
 
 def _describe(error: BaseException) -> str:
@@ -1330,40 +1477,77 @@ class _Then:
 
     tasks: Sequence[tuple[Flask, _Task]] = ()  # to hand to the pool
     spread = False  # wake a worker for each task queued, not one
-    watch: Iterable[_Run] = ()  # scheduled runs to give up at their deadlines
+    watch: Iterable[_Run] = ()  # runs to settle at their deadlines
     next_run: _Run | None = None  # a scheduled run whose successor is due
-    line: tuple[Any, ...] | None = None  # level, message and arguments to log
-    error: BaseException | None = None  # whose traceback the line shows
+    line: _Line | None = None  # to log
     log_later = False  # a worker logs the line: nobody waits for a handler
-    latches: Sequence[_Latch] = ()  # to count down, once the line is logged
+    after_line: Sequence[_Latch] = ()  # to count down once the line is logged
+    opened: Sequence[_Latch] = ()  # to open: their requests may answer
     notify = False  # start delivering queued changes to the listeners
 
 
+class _Policy(NamedTuple):
+    """What differs between a monitor that serves an app's requests and
+    the one that a ``flask status`` command runs once."""
+
+    schedules: bool  # every= runs checks in the background, else on request
+    reuses_forever: bool  # a run, once done, serves every later request
+    counts_hangs: bool  # a late run counts as failed again each timeout
+    tolerates: bool  # fail_after and recover_after judge; else each run alone
+    tells_listeners: bool
+    logs_every_failure: bool  # whatever the log setting says
+    logs_late_later: bool  # a worker logs a timeout, so no request waits for it
+
+
+_SERVING = _Policy(
+    schedules=True,
+    reuses_forever=False,
+    counts_hangs=True,
+    tolerates=True,
+    tells_listeners=True,
+    logs_every_failure=False,
+    logs_late_later=True,
+)
+# One run of each check for every URL of the command; every failure logged
+# before the command prints (a timeout by the command's own thread, which
+# exits once it has printed); no schedule, tolerance or listeners.
+_ONCE = _Policy(
+    schedules=False,
+    reuses_forever=True,
+    counts_hangs=False,
+    tolerates=False,
+    tells_listeners=False,
+    logs_every_failure=True,
+    logs_late_later=False,
+)
+
+
 _SPREAD_AFTER = 0.001  # seconds a request waits before queued checks get workers
-_MOST_CHANGES = 1000  # changes queued for slow listeners; older ones are dropped
-_SAY_DROPS_EVERY = 10.0  # seconds between warnings that changes were dropped
 _UNKNOWN_NAMES = 64  # excluded names not served, warned about once each
 
 
 class _Monitor:
-    """What one FlaskStatus watches on one app: its settings, the latest
-    run of each check, each check's status, and the changes its listeners
-    have yet to hear. It holds an app only while a run of it waits in the
-    backlog; otherwise whoever has the app passes it.
+    """What one FlaskStatus watches on one app: its settings and checks,
+    the latest run of each check, and each check's status. It holds an app
+    only while a run of it waits in the backlog; otherwise whoever has the
+    app passes it.
 
-    The transitions are :meth:`_join` (a request joins runs, or starts
-    them), :meth:`finish` (a call returned), :meth:`expire` (a deadline
-    passed) and :meth:`due` (a schedule fell due).
+    The counts, kept under ``lock``: ``running`` is the number of runs in
+    ``runs`` that are RUNNING, at most ``settings.workers``; ``backlog``
+    holds every QUEUED run, and runs that settled while they waited there,
+    which are skipped when a worker is free.
     """
 
-    defers_late_logs = True  # a run given up is logged by a worker
-
-    def __init__(self, status: FlaskStatus, settings: _Settings) -> None:
-        self.status = status
+    def __init__(
+        self, registry: _Registry, settings: _Settings, policy: _Policy = _SERVING
+    ) -> None:
+        self.registry = registry
         self.settings = settings
-        self.logs_every_failure = settings.log == "every"
+        self.policy = policy
+        self.logs_every_failure = policy.logs_every_failure or settings.log == "every"
         self.main = _Group(settings.url)  # the instance's own URL on this app
         self._parts: _Parts | None = None
+        self._checks: tuple[dict[str, _Field], dict[str, _Check]] = ({}, {})
         self._reset()
 
     def _reset(self) -> None:
@@ -1373,88 +1557,97 @@ class _Monitor:
         self.runs: dict[str, _Run] = {}  # the latest run of each check
         self.streaks: dict[str, _Streak] = {}  # each check's status over runs
         self.overall: dict[str, str] = {}  # each URL's status, for listeners
-        self.running = 0  # runs holding one of the workers
-        # Runs wait here for one of this monitor's workers rather than in the
-        # pool's queue: the pool serves every monitor of the process, and a
-        # run given up here never took a thread. Runs that settled while they
-        # waited are skipped when a worker is free.
+        self.running = 0
         self.backlog: collections.deque[tuple[Flask, _Run]] = collections.deque()
-        self.changes: collections.deque[StatusChange] = collections.deque(
-            maxlen=_MOST_CHANGES
-        )
-        self.dropped = 0  # changes the listeners fell too far behind to hear
-        self.drops_said_at = 0.0  # monotonic time before which drops go unsaid
-        self.notifying = False  # a _Notice is queued or delivering
+        self.changes = _Changes()
         self.unknown: set[str] = set()  # excluded names already warned about
 
-    def every(self, field: _Field) -> float:
-        """Seconds between scheduled runs of ``field``'s check; 0 runs it on
-        request, as for a check with a cache of its own."""
-        if field.every is not None:
-            return field.every
-        return 0.0 if field.cache is not None else self.settings.every
+    def assert_counts(self) -> None:
+        """Assert the invariant of the counts (for the tests), at rest."""
+        with self.lock:
+            states = [run.state for run in self.runs.values()]
+            assert self.running == states.count(_State.RUNNING), self.running
+            assert self.running <= self.settings.workers
+            queued = {id(run) for _, run in self.backlog}
+            for run in self.runs.values():
+                assert run.state is not _State.QUEUED or id(run) in queued
+
+    def checks(self) -> dict[str, _Check]:
+        """Each registered check, resolved against this monitor's settings;
+        made again when the fields change."""
+        fields, checks = self._checks
+        if fields is not self.registry.fields:
+            fields = self.registry.fields
+            checks = {
+                key: _Check.resolve(field, self.settings, self.policy)
+                for key, field in fields.items()
+                if field.is_check
+            }
+            self._checks = (fields, checks)
+        return checks
 
     # The request: join runs or start them, then wait until their deadlines.
 
     def report(self, app: Flask, url: str, fields: list[_Field]) -> _Report:
         """Join or start a run of each check among ``fields``, wait for them
         until their deadlines, and judge the status of ``url``."""
-        checks = [f for f in fields if f.is_check]
+        resolved = self.checks()
+        checks = [resolved[f.key] for f in fields if f.is_check]
         outcomes = self._outcomes(app, checks) if checks else {}
         entries = [(field, outcomes.get(field.key)) for field in fields]
-        state = _worst([outcome.status for _, outcome in entries if outcome])
-        return _Report(url, state, entries, self.settings.show_errors)
+        status = _worst([outcome.status for outcome in outcomes.values()])
+        return _Report(url, status, entries, self.settings.show_errors)
 
-    def _outcomes(self, app: Flask, checks: list[_Field]) -> dict[str, _Outcome]:
+    def _outcomes(self, app: Flask, checks: list[_Check]) -> dict[str, _Outcome]:
         if os.getpid() != _pid:
             _check_pid()
-        with self.lock:
-            outcomes, waiting, latch, then = self._join(app, checks)
+        outcomes, waiting, latch, then = self.join(app, checks)
         if then is not None:
             self.carry_out(app, then)
         if latch is not None:
             self._wait(app, latch, waiting)
         for run in waiting:  # settled, else past a deadline: give it up
             outcome = run.outcome
-            if outcome is None or run.state is _LATE:
-                outcome = self.expire(app, run)
-            outcomes[run.field.key] = outcome
+            if outcome is None or run.state is _State.LATE:
+                outcome = self.settle_overdue(app, run)
+            outcomes[run.check.key] = outcome
         return outcomes
 
-    def _join(
-        self, app: Flask, checks: list[_Field]
+    def join(
+        self, app: Flask, checks: list[_Check]
     ) -> tuple[dict[str, _Outcome], list[_Run], _Latch | None, _Then | None]:
         """Transition: a request joins a run of each check, starting those
         that are due. Returns the outcomes known now, the runs to wait for,
         the latch they open and what must happen next."""
-        now = time.monotonic()
         known: dict[str, _Outcome] = {}
         waiting: list[_Run] = []
         started: list[_Run] = []
         latch = None
-        for field in checks:
-            run = self._run_for(field, now, started)
-            outcome = run.shown(now)
-            if outcome is not None:
-                known[field.key] = outcome
-                continue
-            waiting.append(run)
-            if now < run.deadline:
-                latch = latch or _Latch()
-                latch.pending += 1
-                run.latches.append(latch)
-        # A request that waits spreads the runs it started once one is slow;
-        # runs nobody waits for get a worker each now.
-        then = self._started(app, started, latch is None) if started else None
+        with self.lock:
+            now = time.monotonic()
+            for check in checks:
+                run = self._run_for(check, now, started)
+                outcome = run.shown(now)
+                if outcome is not None:
+                    known[check.key] = outcome
+                    continue
+                waiting.append(run)
+                if now < run.deadline:
+                    latch = latch or _Latch()
+                    latch.pending += 1
+                    run.latches.append(latch)
+            # A request that waits spreads the runs it started once one is
+            # slow; runs nobody waits for get a worker each now.
+            then = self._started(app, started, latch is None) if started else None
         return known, waiting, latch, then
 
-    def _run_for(self, field: _Field, now: float, started: list[_Run]) -> _Run:
-        """The run of ``field``'s check to join: the latest, or a new one
-        (added to ``started``) when that is over and expired."""
-        run = self.runs.get(field.key)
-        if run is None or (run.state is _DONE and now >= run.expires):
-            previous = run.outcome if run is not None and run.every else None
-            run = self.runs[field.key] = _Run(self, field, now, previous)
+    def _run_for(self, check: _Check, now: float, started: list[_Run]) -> _Run:
+        """The run of ``check`` to join: the latest, or a new one (added to
+        ``started``) when that is done and expired."""
+        run = self.runs.get(check.key)
+        if run is None or (run.state is _State.DONE and now >= run.expires):
+            previous = run.outcome if run is not None and check.every else None
+            run = self.runs[check.key] = _Run(self, check, now, previous)
             started.append(run)
         return run
 
@@ -1462,7 +1655,7 @@ class _Monitor:
         then = _Then()
         then.tasks = self._admit(app, runs)
         then.spread = spread
-        then.watch = [run for run in runs if run.every]
+        then.watch = [run for run in runs if run.check.every]
         return then
 
     def _admit(self, app: Flask, runs: list[_Run]) -> list[tuple[Flask, _Task]]:
@@ -1471,7 +1664,7 @@ class _Monitor:
         tasks: list[tuple[Flask, _Task]] = []
         for run in runs:
             if self.running < self.settings.workers:
-                run.move(_RUNNING)
+                run.move(_State.RUNNING)
                 self.running += 1
                 tasks.append((app, run))
             else:
@@ -1501,7 +1694,7 @@ class _Monitor:
         pending = []
         for run in runs:
             if run.outcome is None and run.deadline <= now:
-                self.expire(app, run)
+                self.settle_overdue(app, run)
             elif run.outcome is None:
                 pending.append(run.deadline)
         if pending:
@@ -1509,101 +1702,104 @@ class _Monitor:
         last = max(run.deadline for run in runs)
         return last if last > now else None
 
+    def settle_overdue(self, app: Flask, run: _Run) -> _Outcome:
+        """Expire ``run`` and carry that out; its outcome."""
+        then = self.expire(run)
+        if then is not None:
+            self.carry_out(app, then)
+        return run.outcome  # type: ignore[return-value]
+
     # The settling: a run ends once, by returning or by its deadline.
 
     def finish(
-        self,
-        app: Flask,
-        run: _Run,
-        outcome: _Outcome,
-        error: BaseException | None = None,
-    ) -> None:
-        """Transition: a worker's call of ``run`` returned ``outcome``. A
-        running run settles, as timed out if its deadline passed unnoticed;
-        a late one is over. A run that finished already (a task abandoned
-        after it finished) changes nothing."""
+        self, run: _Run, result: _Result | None, error: BaseException | None = None
+    ) -> _Then:
+        """Transition: a worker's call of ``run`` returned ``result`` (None:
+        the run was given up before a worker took it). A running run
+        settles, as timed out if its deadline passed unnoticed; a late one
+        is over. A run that is done already changes nothing."""
+        then = _Then()
         with self.lock:
-            if run.state is _DONE:
-                return
+            state = run.state
+            if state is _State.DONE:
+                return then
             now = time.monotonic()
-            then = _Then()
-            late = run.state is _LATE or now > run.deadline
-            if run.state is _RUNNING:
-                if late:
-                    outcome, error = _timed_out(run), None
-                self._settle(run, outcome, error, _DONE, then)
+            late = state is _State.LATE or now > run.deadline
+            if state is _State.RUNNING:
+                if late or result is None:
+                    result, error = _timed_out(run), None
+                self._settle(run, result, error, _State.DONE, then)
             else:  # late: its outcome no longer says it is still running
-                run.move(_DONE)
-                outcome = run.outcome  # type: ignore[assignment]
-                reason = str(outcome.reason).removesuffix(_STILL_RUNNING)
-                run.outcome = outcome._replace(reason=reason)
+                run.move(_State.DONE)
+                outcome = run.outcome
+                reason = str(outcome.reason).removesuffix(_STILL_RUNNING)  # type: ignore[union-attr]
+                run.outcome = outcome._replace(reason=reason)  # type: ignore[union-attr]
             self._ended(run, now, late, then)
-        self.carry_out(app, then)
+        return then
 
-    def expire(self, app: Flask, run: _Run) -> _Outcome:
+    def expire(self, run: _Run) -> _Then | None:
         """Transition: ``run``'s deadline passed, unless it settled first. A
         queued run is over, never started; a running one is late and gives
         its worker back; a late one past ``counts_again`` counts as one more
-        failed run. Returns the run's outcome."""
+        failed run. None when there is nothing to do."""
+        then = _Then()
+        then.log_later = self.policy.logs_late_later
         with self.lock:
             now = time.monotonic()
-            then = _Then()
-            if run.state is _QUEUED:
-                self._settle(run, _timed_out(run), None, _DONE, then)
+            state = run.state
+            if state is _State.QUEUED:
+                self._settle(run, _timed_out(run), None, _State.DONE, then)
                 self._ended(run, now, True, then)
-            elif run.state is _RUNNING or (
-                run.state is _LATE and now >= run.counts_again
+            elif state is _State.RUNNING or (
+                state is _State.LATE and now >= run.counts_again
             ):
                 self._count_late(run, now, then)
             else:  # done, or late and counted for this timeout already
-                return run.outcome  # type: ignore[return-value]
-            then.log_later = self.defers_late_logs
-        self.carry_out(app, then)
-        return run.outcome  # type: ignore[return-value]
+                return None
+        return then
 
     def _count_late(self, run: _Run, now: float, then: _Then) -> None:
         """Settle ``run`` as late at a deadline: the first, or one more
         timeout later; then when it counts again, the first such time
         still ahead, so that a hang seen only long after counts once, as
         one run would. A scheduled run's next count is watched."""
-        first = run.state is _RUNNING
+        first = run.state is _State.RUNNING
         then.spread = first  # its task may still wait in the pool's queue
         since = run.deadline if first else run.counts_again
-        outcome = _timed_out(run, _STILL_RUNNING, since)
-        self._settle(run, outcome, None, _LATE, then)
-        period = self.hang_counted_every(run)
-        run.counts_again = since + period * (1 + max(0.0, now - since) // period)
-        then.watch = (run,) if run.every and run.counts_again < math.inf else ()
-
-    def hang_counted_every(self, run: _Run) -> float:
-        """Seconds after which a late run counts as failed once more."""
-        return run.timeout
+        result = _timed_out(run, _STILL_RUNNING, since)
+        self._settle(run, result, None, _State.LATE, then)
+        if self.policy.counts_hangs:
+            period = run.check.timeout
+            run.counts_again = since + period * (1 + max(0.0, now - since) // period)
+            then.watch = (run,) if run.check.every else ()
 
     def _settle(
         self,
         run: _Run,
-        outcome: _Outcome,
+        result: _Result,
         error: BaseException | None,
-        state: str,
+        state: _State,
         then: _Then,
     ) -> None:
-        """Move ``run`` to ``state`` with its outcome; decide what to log
-        and whom to tell, and detach the latches of the requests waiting."""
-        if run.state is _RUNNING:  # its worker is free, for a queued run if any
+        """Move ``run`` to ``state`` with the outcome of ``result``; decide
+        what to log and whom to tell, and count down the latches of the
+        requests waiting, or leave that until the line is logged."""
+        if run.state is _State.RUNNING:  # its worker is free, for a queued run
             self.running -= 1
             if self.backlog:
                 then.tasks = self._admit_queued()
         run.move(state)
-        outcome, old = self._judge(run.field, outcome)
+        outcome, old = self._count(run.check, result)
         run.outcome = outcome
-        if outcome.status != old:
-            changes = self._changes(run.field.key, old, outcome)
-            if changes:
-                then.notify = self._queue(changes)
+        if outcome.status != old and self.policy.tells_listeners:
+            then.notify = self._tell(run.check.key, old, outcome)
         if not outcome.ok or old not in (None, "OK"):  # else nothing to log
-            then.line = self._log_line(run, outcome, old)
-            then.error = error
-        then.latches, run.latches = run.latches, []
+            then.line = _run_line(self, run.check, outcome, old, error)
+        latches, run.latches = run.latches, []
+        if then.line is None or then.log_later:
+            then.opened = _counted_down(latches)
+        else:  # the responses come after the line
+            then.after_line = latches
 
     def _admit_queued(self) -> list[tuple[Flask, _Task]]:
         """A worker is free: the first queued run still in time takes it.
@@ -1611,62 +1807,73 @@ class _Monitor:
         now = time.monotonic()
         while self.backlog:
             app, run = self.backlog.popleft()
-            if run.state is _QUEUED and now < run.deadline:
+            if run.state is _State.QUEUED and now < run.deadline:
                 return self._admit(app, [run])
         return []
 
     def _ended(self, run: _Run, now: float, late: bool, then: _Then) -> None:
         """``run`` is done: when the next run is due, and for a scheduled
         check, that the scheduler starts it."""
-        wait = 0.0 if late else run.cache
-        if run.every:  # until then the schedule runs; after it, requests restart it
-            wait = run.every + run.timeout + 1.0
+        check = run.check
+        if self.policy.reuses_forever:
+            run.expires = math.inf  # every URL of the command reads this run
+        elif check.every:  # until then the schedule runs; after, requests restart it
+            run.expires = now + check.every + check.timeout + 1.0
             then.next_run = run
-        run.expires = now + wait
+        else:
+            run.expires = now if late else now + check.cache
 
-    def _judge(self, field: _Field, outcome: _Outcome) -> tuple[_Outcome, str | None]:
-        """Count a run into its check's streak: its outcome, with the
-        check's status as ``fail_after`` and ``recover_after`` judge it, and
-        the status before."""
-        streak = self.streaks.get(field.key)
-        if streak is None:
-            streak = self.streaks[field.key] = _Streak()
-        settings = self.settings
-        old = streak.count(
-            outcome,
-            "FAIL" if field.critical else "WARN",
-            field.fail_after or settings.fail_after,
-            field.recover_after or settings.recover_after,
+    def _count(self, check: _Check, result: _Result) -> tuple[_Outcome, str | None]:
+        """Count a run into its check's streak: the run's outcome, with the
+        check's status as ``fail_after`` and ``recover_after`` judge it (or,
+        not tolerating, as the run alone says), and the status before."""
+        at = time.time()
+        ok = result.ok
+        if not self.policy.tolerates:
+            status: str | None = "OK" if ok else check.failing
+            old, since, failures = None, at, int(not ok)
+        else:
+            streak = self.streaks.get(check.key)
+            if streak is None:
+                streak = self.streaks[check.key] = _Streak()
+            old = streak.count(ok, at, check)
+            status, since, failures = streak.status, streak.since, streak.failures
+        outcome = _Outcome(
+            ok=ok,
+            value=result.value,
+            reason=result.reason,
+            at=at,
+            duration=result.duration,
+            status=str(status),
+            since=since,
+            failures=failures,
         )
-        return _judged(outcome, str(streak.status), streak.since, streak.failures), old
+        return outcome, old
 
-    def _changes(
-        self, key: str, old: str | None, outcome: _Outcome
-    ) -> list[StatusChange]:
-        """What the listeners should hear of a check whose status went from
-        ``old`` to ``outcome.status``: that change, and each URL's status
-        that changed with it."""
-        new, at = outcome.status, outcome.at
-        change = StatusChange(self.settings.url, key, old, new, outcome.reason, at)
-        changes = [change, *self._overall_changes(at)]
-        return changes if self.status._listeners else []
-
-    def _overall_changes(self, at: float) -> list[StatusChange]:
-        """Each URL's status that changed with a check's."""
-        changes = []
+    def _tell(self, key: str, old: str | None, outcome: _Outcome) -> bool:
+        """Queue for the listeners the change of a check's status from
+        ``old`` to ``outcome.status``, and each URL's status that changed
+        with it; whether a delivery must start."""
+        at = outcome.at
+        change = StatusChange(
+            self.settings.url, key, old, outcome.status, outcome.reason, at
+        )
+        changes = [change]
         for group in self.groups():
             overall = self._overall(group)
             before = self.overall.get(group.url)
             if overall is not None and overall != before:
                 self.overall[group.url] = overall
                 changes.append(StatusChange(group.url, None, before, overall, None, at))
-        return changes
+        if not self.registry.listeners:
+            return False
+        return self.changes.add(changes)
 
     def _overall(self, group: _Group) -> str | None:
         """The status of ``group``'s URL, the worst of its checks'; None
         while one of them has none, or it has no check."""
         statuses = []
-        for field in group.select(self.status._fields).values():
+        for field in group.select(self.registry.fields).values():
             if field.is_check:
                 streak = self.streaks.get(field.key)
                 if streak is None or streak.status is None:
@@ -1677,76 +1884,17 @@ class _Monitor:
     def groups(self) -> list[_Group]:
         """The URLs this monitor's runs serve: the instance's, then its
         groups'."""
-        return [self.main, *self.status._groups.values()]
-
-    def _log_line(
-        self, run: _Run, outcome: _Outcome, old: str | None
-    ) -> tuple[Any, ...] | None:
-        """The line to log for a run that settled: a failure (in
-        "transitions" mode, when the check's status turns failing), a
-        failure the check tolerates (only in "every" mode, at INFO), a
-        recovery, or none."""
-        key, every = run.field.key, self.logs_every_failure
-        if not outcome.ok:
-            return self._failure_line(run, outcome, old)
-        if not every and outcome.status == "OK" and old not in (None, "OK"):
-            return (
-                logging.INFO,
-                "Check %r of %s passes again.",
-                key,
-                self.settings.url,
-            )
-        return None
-
-    def _failure_line(
-        self, run: _Run, outcome: _Outcome, old: str | None
-    ) -> tuple[Any, ...] | None:
-        key, new, every = run.field.key, outcome.status, self.logs_every_failure
-        url, reason = self.settings.url, outcome.reason
-        if new == "OK":  # tolerated: fewer than fail_after failures in a row
-            if not every:
-                return None
-            message = "Check %r of %s failed, tolerated (%d in a row): %s"
-            return (logging.INFO, message, key, url, outcome.failures, reason)
-        if not every and old == new:
-            return None
-        level = logging.ERROR if run.field.critical else logging.WARNING
-        return (level, "Check %r of %s failed: %s", key, url, reason)
-
-    def _queue(self, changes: list[StatusChange]) -> bool:
-        """Queue changes for the listeners, in order; whether a task must be
-        started to deliver them."""
-        self.dropped += max(0, len(self.changes) + len(changes) - _MOST_CHANGES)
-        self.changes.extend(changes)
-        if self.notifying:
-            return False
-        self.notifying = True
-        return True
-
-    def next_notice(self) -> tuple[StatusChange | None, int] | None:
-        """Transition: the listeners' task asks what to do next. Returns the
-        next change to deliver, if any, and how many were dropped since it
-        last said so, said at most once in ``_SAY_DROPS_EVERY`` seconds and
-        once more when the queue is empty; None when it is done."""
-        with self.lock:
-            change = self.changes.popleft() if self.changes else None
-            now, dropped = time.monotonic(), 0
-            if self.dropped and (change is None or now >= self.drops_said_at):
-                dropped, self.dropped = self.dropped, 0
-                self.drops_said_at = now + _SAY_DROPS_EVERY
-            if change is None and not dropped:
-                self.notifying = False
-                return None
-            return change, dropped
+        return [self.main, *self.registry.groups.values()]
 
     def due(self, app: Flask, after: _Run) -> None:
         """Transition: the scheduled run that follows ``after`` is due,
-        unless a request restarted the schedule meanwhile."""
+        unless a request restarted the schedule meanwhile. The scheduler
+        calls it, and carries it out."""
         with self.lock:
-            if self.runs.get(after.field.key) is not after:
+            if self.runs.get(after.check.key) is not after:
                 return
-            run = self.runs[after.field.key] = _Run(
-                self, after.field, time.monotonic(), after.outcome
+            run = self.runs[after.check.key] = _Run(
+                self, after.check, time.monotonic(), after.outcome
             )
             then = self._started(app, [run], True)  # nobody waits: spread
         self.carry_out(app, then)
@@ -1756,9 +1904,9 @@ class _Monitor:
     def carry_out(self, app: Flask, then: _Then) -> None:
         """Do what a transition decided, in this order: hand the admitted
         runs to the pool, so they start at once; have the scheduler watch
-        deadlines and start the next scheduled run; log the line; count the
-        latches down, so that responses come after the line; and start
-        telling the listeners."""
+        deadlines and start the next scheduled run; log the line; open the
+        latches, those waiting for the line once it is written, so that
+        responses come after it; and start telling the listeners."""
         if then.tasks or then.spread:
             _pool.submit(then.tasks, then.spread)
         for run in then.watch:
@@ -1766,15 +1914,20 @@ class _Monitor:
         if then.next_run is not None:
             _scheduler.after(self, app, then.next_run)
         if then.line is not None:
-            emit = functools.partial(_emit, app, *then.line, error=then.error)
             if then.log_later:
-                _pool.submit([(app, _Call(emit))])
+                _pool.submit([(app, _Call(functools.partial(then.line.emit, app)))])
             else:
-                emit()
-        for latch in then.latches:
-            latch.count_down()
+                then.line.emit(app)
+        opened = then.opened
+        if then.after_line:
+            with self.lock:
+                opened = _counted_down(then.after_line)
+        for latch in opened:
+            latch.open()
         if then.notify:
-            _pool.submit([(app, _Notice(self))])
+            _pool.submit(
+                [(app, _Notice(self.changes, self.registry, self.settings.url))]
+            )
 
     # What a request reads besides runs.
 
@@ -1783,7 +1936,7 @@ class _Monitor:
         field is logged, once."""
         names = _names(values)
         with self.lock:  # each name is warned about once, whoever asks
-            unknown = sorted(names.difference(self.status._fields) - self.unknown)
+            unknown = sorted(names.difference(self.registry.fields) - self.unknown)
             unknown = unknown[: max(0, _UNKNOWN_NAMES - len(self.unknown))]
             self.unknown.update(unknown)
         if unknown:
@@ -1795,7 +1948,7 @@ class _Monitor:
     def parts(self, app: Flask) -> _Parts:
         """The static parts of the payload, encoded with the app's JSON
         provider; made again when the provider or the fields change."""
-        parts, fields = self._parts, self.status._fields
+        parts, fields = self._parts, self.registry.fields
         if (
             parts is None
             or parts.provider is not app.json
@@ -1805,85 +1958,160 @@ class _Monitor:
         return parts
 
 
-class _OneShot(_Monitor):
-    """The monitor of one ``flask status`` command: each check runs once,
-    fresh, for every URL of the instance, with no schedule, history or
-    listeners; every failure is logged before the command prints (a timeout
-    by the command's own thread, which exits once it has printed)."""
-
-    defers_late_logs = False
-
-    def __init__(self, status: FlaskStatus, settings: _Settings) -> None:
-        super().__init__(status, settings)
-        self.logs_every_failure = True
-
-    def every(self, field: _Field) -> float:
-        return 0.0
-
-    def _ended(self, run: _Run, now: float, late: bool, then: _Then) -> None:
-        run.expires = math.inf  # every URL of the command reads this run
-
-    def hang_counted_every(self, run: _Run) -> float:
-        return math.inf  # a run counts once: the command reads it for every URL
-
-    def _judge(self, field: _Field, outcome: _Outcome) -> tuple[_Outcome, str | None]:
-        """The run alone: no tolerance, no streak."""
-        status = "OK" if outcome.ok else "FAIL" if field.critical else "WARN"
-        return _judged(outcome, status, outcome.at, int(not outcome.ok)), None
-
-    def _changes(
-        self, key: str, old: str | None, outcome: _Outcome
-    ) -> list[StatusChange]:
-        return []
-
-
 def _names(values: Iterable[str]) -> set[str]:
     """The field keys in ``exclude`` values, repeated or comma-separated."""
     return {n.strip() for v in values for n in v.split(",")} - {""}
 
 
-def _worst(states: list[str]) -> str:
-    return "FAIL" if "FAIL" in states else "WARN" if "WARN" in states else "OK"
+def _worst(statuses: list[str]) -> str:
+    return "FAIL" if "FAIL" in statuses else "WARN" if "WARN" in statuses else "OK"
 
 
-# -- the tasks: what the pool's threads run, besides runs of checks -----------
+# -- log lines: what the engine says of runs, and how ---------------------------
+
+
+class _Line(NamedTuple):
+    """A line for ``app.logger``: its level, message and arguments, and the
+    error whose traceback it shows."""
+
+    level: int
+    message: str
+    args: tuple[Any, ...]
+    error: BaseException | None = None
+
+    def emit(self, app: Flask) -> None:
+        _emit(app, self.level, self.message, *self.args, error=self.error)
+
+
+def _run_line(
+    monitor: _Monitor,
+    check: _Check,
+    outcome: _Outcome,
+    old: str | None,
+    error: BaseException | None,
+) -> _Line | None:
+    """The line to log for a run that settled: a failure (in "transitions"
+    mode, when the check's status turns failing), a failure the check
+    tolerates (only in "every" mode, at INFO), a recovery, or none."""
+    url, every = monitor.settings.url, monitor.logs_every_failure
+    if outcome.ok:
+        if not every and outcome.status == "OK" and old not in (None, "OK"):
+            return _Line(logging.INFO, "Check %r of %s passes again.", (check.key, url))
+        return None
+    new, reason = outcome.status, outcome.reason
+    if new == "OK":  # tolerated: fewer than fail_after failures in a row
+        if not every:
+            return None
+        message = "Check %r of %s failed, tolerated (%d in a row): %s"
+        args = (check.key, url, outcome.failures, reason)
+        return _Line(logging.INFO, message, args, error)
+    if not every and old == new:
+        return None
+    level = logging.ERROR if check.failing == "FAIL" else logging.WARNING
+    return _Line(level, "Check %r of %s failed: %s", (check.key, url, reason), error)
+
+
+def _emit(
+    app: Flask, level: int, message: str, *args: Any, error: BaseException | None
+) -> None:
+    """Log through ``app.logger``; a log filter or handler that raises must
+    not kill a worker, drop a change or fail a request."""
+    with contextlib.suppress(BaseException):
+        app.logger.log(level, message, *args, exc_info=error)
+
+
+# -- the listeners: the changes they have yet to hear, and who tells them ------
+
+
+_MOST_CHANGES = 1000  # changes queued for slow listeners; older ones are dropped
+_SAY_DROPS_EVERY = 10.0  # seconds between warnings that changes were dropped
+
+
+class _Changes:
+    """The status changes a monitor's listeners have yet to hear, in order.
+
+    Its invariant, kept under its own lock: ``delivering`` is true exactly
+    while one :class:`_Notice` is queued or delivering; it alone takes
+    changes from the queue. So changes are heard one at a time, in order,
+    and at most ``_MOST_CHANGES`` wait: older ones are dropped and counted.
+    """
+
+    __slots__ = ("_lock", "delivering", "dropped", "drops_said_at", "queue")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.queue: collections.deque[StatusChange] = collections.deque(
+            maxlen=_MOST_CHANGES
+        )
+        self.dropped = 0  # changes the listeners fell too far behind to hear
+        self.drops_said_at = 0.0  # monotonic time before which drops go unsaid
+        self.delivering = False
+
+    def add(self, changes: list[StatusChange]) -> bool:
+        """Queue ``changes``; whether a delivery must be started."""
+        with self._lock:
+            self.dropped += max(0, len(self.queue) + len(changes) - _MOST_CHANGES)
+            self.queue.extend(changes)
+            if self.delivering:
+                return False
+            self.delivering = True
+            return True
+
+    def take(self) -> tuple[StatusChange | None, int] | None:
+        """The delivery's next step: the next change, if any, and how many
+        were dropped since it last said so, said at most once in
+        ``_SAY_DROPS_EVERY`` seconds and once more when the queue is empty;
+        None when the delivery is over."""
+        with self._lock:
+            change = self.queue.popleft() if self.queue else None
+            now, dropped = time.monotonic(), 0
+            if self.dropped and (change is None or now >= self.drops_said_at):
+                dropped, self.dropped = self.dropped, 0
+                self.drops_said_at = now + _SAY_DROPS_EVERY
+            if change is None and not dropped:
+                self.delivering = False
+                return None
+            return change, dropped
+
+    def abandon(self) -> None:
+        """The delivery could not run: the next change starts another."""
+        with self._lock:
+            self.delivering = False
 
 
 class _Notice:
-    """A task that hands a monitor's queued changes to its listeners."""
+    """A task that hands queued changes to the listeners."""
 
-    def __init__(self, monitor: _Monitor) -> None:
-        self.monitor = monitor
+    def __init__(self, changes: _Changes, registry: _Registry, url: str) -> None:
+        self.changes = changes
+        self.registry = registry
+        self.url = url
 
     def execute(self, app: Flask) -> bool:
-        monitor = self.monitor
-        while (notice := monitor.next_notice()) is not None:
-            change, dropped = notice
+        while (step := self.changes.take()) is not None:
+            change, dropped = step
             if dropped:
-                url = monitor.settings.url
                 message = "%d status changes of %s were dropped: listeners fell behind."
-                _emit(app, logging.WARNING, message, dropped, url, error=None)
+                _emit(app, logging.WARNING, message, dropped, self.url, error=None)
             if change is not None:
-                _tell(app, monitor, change)
+                self._tell(app, change)
         return True
 
+    def _tell(self, app: Flask, change: StatusChange) -> None:
+        """Call each listener with ``change``."""
+        for listener in self.registry.listeners:
+            try:
+                listener(change)
+            except BaseException as error:  # SystemExit too: the others still run
+                message = "The status listener %r of %s failed on %r."
+                _emit(
+                    app, logging.ERROR, message, listener, self.url, change, error=error
+                )
+
     def abandon(self, app: Flask, reason: str) -> None:
-        with self.monitor.lock:
-            self.monitor.notifying = False
+        self.changes.abandon()
         message = "Status changes of %s were not delivered: %s"
-        url = self.monitor.settings.url
-        _emit(app, logging.ERROR, message, url, reason, error=None)
-
-
-def _tell(app: Flask, monitor: _Monitor, change: StatusChange) -> None:
-    """Call each of the monitor's listeners with ``change``."""
-    for listener in monitor.status._listeners:
-        try:
-            listener(change)
-        except BaseException as error:  # SystemExit too: the others still run
-            message = "The status listener %r of %s failed on %r."
-            url = monitor.settings.url
-            _emit(app, logging.ERROR, message, listener, url, change, error=error)
+        _emit(app, logging.ERROR, message, self.url, reason, error=None)
 
 
 class _Call:
@@ -1898,15 +2126,6 @@ class _Call:
 
     def abandon(self, app: Flask, reason: str) -> None:
         self.call()
-
-
-def _emit(
-    app: Flask, level: int, message: str, *args: Any, error: BaseException | None
-) -> None:
-    """Log through ``app.logger``; a log filter or handler that raises must
-    not kill a worker, drop a change or fail a request."""
-    with contextlib.suppress(BaseException):
-        app.logger.log(level, message, *args, exc_info=error)
 
 
 # -- the threads: shared workers, the scheduler, and forks --------------------
@@ -2078,13 +2297,14 @@ class _Scheduler:
 
     def after(self, monitor: _Monitor, app: Flask, run: _Run) -> None:
         """Start the run that follows ``run`` when its interval has passed."""
-        self._at(time.monotonic() + run.every, _Monitor.due, monitor, app, run)
+        when = time.monotonic() + run.check.every
+        self._at(when, _Monitor.due, monitor, app, run)
 
     def watch(self, monitor: _Monitor, app: Flask, run: _Run) -> None:
         """Give ``run`` up at its deadline if it has not settled by then,
         and count it again at ``counts_again`` while it is late."""
-        when = run.deadline if run.state is not _LATE else run.counts_again
-        self._at(when, _Monitor.expire, monitor, app, run)
+        when = run.deadline if run.state is not _State.LATE else run.counts_again
+        self._at(when, _Monitor.settle_overdue, monitor, app, run)
 
     def _at(self, when: float, method: Callable[..., Any], *objects: Any) -> None:
         refs = [weakref.ref(o) for o in objects]
@@ -2236,7 +2456,7 @@ def _object(names: dict[str, str], payload: dict[str, str]) -> str:
 def _write_json(report: _Report, parts: _Parts, details: bool) -> str:
     """The 1.0 payload: the message, then the fields; ``status`` says the
     state unless all is well, and ``errors`` why checks failed."""
-    state = report.state
+    state = report.status
     said = parts.message.get("status") if state == "OK" else None
     status = said or f'"{state}"'
     if not details:
@@ -2263,7 +2483,7 @@ _HEALTH = {"OK": "pass", "WARN": "warn", "FAIL": "fail"}
 def _write_health(report: _Report, parts: _Parts, details: bool) -> str:
     """application/health+json, as in draft-inadarei-api-health-check-06:
     the message and static fields, ``status``, and an entry per check."""
-    status = f'"{_HEALTH[report.state]}"'
+    status = f'"{_HEALTH[report.status]}"'
     if not details:
         return f'{{"status":{status}}}'
     payload = dict(parts.message)
@@ -2323,7 +2543,7 @@ def _write_prometheus(report: _Report, parts: _Parts, details: bool) -> str:
     lines = [
         "# HELP flask_status_up 1 unless the endpoint's status is FAIL.",
         "# TYPE flask_status_up gauge",
-        f"flask_status_up{{{url}}} {int(report.state != 'FAIL')}",
+        f"flask_status_up{{{url}}} {int(report.status != 'FAIL')}",
     ]
     checks = [(f.key, o) for f, o in report.entries if o is not None] if details else []
     if checks:
@@ -2357,7 +2577,7 @@ def _write_html(report: _Report, parts: _Parts, details: bool) -> str:
     """A page for people: the URL and the status as a word and, with
     details, a table of the fields; ``?refresh=`` reloads it. Everything
     from the app is escaped."""
-    state, url = report.state, html.escape(report.url)
+    state, url = report.status, html.escape(report.url)
     seconds = _refresh()
     refresh = f'<meta http-equiv="refresh" content="{seconds}">\n' if seconds else ""
     table = _html_table(report, parts) if details else ""
@@ -2613,19 +2833,25 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     targets = _targets(app, url)
     excluded = _names(exclude)
-    unknown = excluded.difference(*(t.status._fields for t in targets.values()))
+    unknown = excluded.difference(
+        *(t.status._registry.fields for t in targets.values())
+    )
     if unknown:
         message = "Cannot exclude %s: no endpoint has such a field."
         shown = ", ".join(map(repr, sorted(unknown)))
         _emit(app, logging.WARNING, message, shown, error=None)
-    runs: dict[FlaskStatus, _OneShot] = {}  # one run of each check per instance
+    runs: dict[FlaskStatus, _Monitor] = {}  # one run of each check per instance
     failed = False
     for path, target in targets.items():
         status = target.status
-        once = runs.setdefault(status, _OneShot(status, status._apps[app].settings))
+        once = runs.get(status)
+        if once is None:
+            registry = status._registry
+            settings = registry.monitors[app].settings
+            once = runs[status] = _Monitor(registry, settings, _ONCE)
         report = once.report(app, target.group.url, target.fields(excluded))
         click.echo(f"{path} {_write_json(report, once.parts(app), True)}")
-        failed = failed or report.state == "FAIL"
+        failed = failed or report.status == "FAIL"
     if failed:
         raise SystemExit(1)
 
@@ -2638,7 +2864,7 @@ class _Target(NamedTuple):
     key: str | None = None  # a per-check route's field
 
     def fields(self, excluded: set[str]) -> list[_Field]:
-        fields = self.group.select(self.status._fields)
+        fields = self.group.select(self.status._registry.fields)
         if self.key is not None:
             return [fields[self.key]]
         return [f for k, f in fields.items() if k not in excluded]
@@ -2647,7 +2873,9 @@ class _Target(NamedTuple):
 def _targets(app: Flask, url: str | None) -> dict[str, _Target]:
     """What ``flask status`` runs: every URL, or the one at ``--url``."""
     served: dict[str, FlaskStatus] = app.extensions["status"]
-    every = {u: _Target(st, st._routes[_endpoint(u)]) for u, st in served.items()}
+    every = {
+        u: _Target(st, st._registry.routes[_endpoint(u)]) for u, st in served.items()
+    }
     if url is None:
         return every
     if "://" in url:  # a whole URL, as a probe would be given: its path
@@ -2676,8 +2904,9 @@ def _per_check_target(
     status = served.get(parent)
     if status is None or endpoint not in app.view_functions:
         return None
-    group = status._routes[endpoint]
-    return _Target(status, group, key) if key in group.select(status._fields) else None
+    group = status._registry.routes[endpoint]
+    fields = group.select(status._registry.fields)
+    return _Target(status, group, key) if key in fields else None
 
 
 # -- ready-made checks: one factory per service an app depends on -------------
