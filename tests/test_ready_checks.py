@@ -27,6 +27,7 @@ import pytest
 from conftest import HEALTH_CHECK_BROKER
 from conftest import PASSWORD
 from conftest import Postgres
+from conftest import StartsWith
 from conftest import broker_url
 from conftest import celery_app
 from conftest import free_port
@@ -62,7 +63,7 @@ def passed(value: object) -> tuple[int, Any]:
     return 200, {"status": "OK", "it": value}
 
 
-def failed(reason: str) -> tuple[int, Any]:
+def failed(reason: str | StartsWith) -> tuple[int, Any]:
     return 503, {"status": "FAIL", "it": False, "errors": {"it": reason}}
 
 
@@ -291,10 +292,10 @@ def test_redis_check_fails_at_its_socket_timeout_on_a_server_that_never_answers(
 ) -> None:
     probe = endpoint(app, redis_check(redis_client(server_port(serve("silent")))))
     answer, took = timed(probe)
-    assert answer == failed(
-        "redis.exceptions.TimeoutError: Timeout reading from socket"
-    )
-    assert took >= 0.3  # its own timeout (the field's, 0.8 s, would say so)
+    # the client's own timeout, in redis-py's words (the field's would say
+    # "timed out after 0.8 s")
+    assert answer == failed(StartsWith("redis.exceptions.TimeoutError: "))
+    assert took >= 0.3
 
 
 def test_redis_check_fails_with_an_asyncio_client_instead_of_passing(
@@ -375,9 +376,8 @@ def test_celery_check_fails_at_the_broker_socket_timeout_on_a_silent_broker(
     broker = f"redis://127.0.0.1:{server_port(serve('silent'))}/0"
     probe = endpoint(app, celery_check(celery_app(broker)))
     answer, took = timed(probe)
-    assert answer == failed(
-        "kombu.exceptions.OperationalError: Timeout reading from socket"
-    )
+    # the broker's socket timeout, in kombu's and redis-py's words, not ours
+    assert answer == failed(StartsWith("kombu.exceptions.OperationalError: "))
     assert took >= HEALTH_CHECK_BROKER["socket_timeout"]
 
 
