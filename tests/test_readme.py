@@ -1,21 +1,29 @@
 """What the README and the manual (docs/) quote the code as saying, the code
 says: each error block, the reasons and log lines quoted in their text, and
-the README's Kubernetes recipe with the Prometheus scrape config beside it."""
+the README's Kubernetes recipe, followed as written, with the Prometheus
+scrape config beside it."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
+import shlex
 import sqlite3
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Start
 from conftest import StartsWith
 from conftest import Switch
+from conftest import free_port
+from conftest import gunicorn_command
+from conftest import http_get
 from conftest import logged
 from flask import Flask
 
@@ -218,3 +226,46 @@ class AnyDuration(str):
         )
 
     __hash__ = str.__hash__
+
+
+def the_whole_recipe() -> str:
+    """The README's text between the recipe's marks, as docs/deploying.md
+    includes it."""
+    begin = README.index("<!-- recipe: docs/deploying.md includes from here -->")
+    return README[begin : README.index("<!-- recipe ends -->")]
+
+
+def test_the_recipe_serves_as_its_commands_say(tmp_path: Path, start: Start) -> None:
+    """A newcomer's steps: save main.py, run the recipe's commands in its
+    folder (gunicorn is installed already; the port is a free one), then
+    probe: no token gets the status, the token gets the checks."""
+    [commands] = re.findall(r"```sh\n(.*?)```", the_whole_recipe(), re.S)
+    install, *setup, serve = [
+        line.split("  #")[0].strip() for line in commands.splitlines()
+    ]
+    assert install == "pip install gunicorn"
+    pytest.importorskip("gunicorn")  # the test extra's
+    (tmp_path / "main.py").write_text(the_recipe())
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE", "OPS_TOKEN")}
+    script = "\n".join([*setup, 'printf %s "$OPS_TOKEN"'])
+    token = subprocess.run(
+        ["bash", "-euc", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert (tmp_path / "app.sqlite3").is_file() and len(token) >= 32
+    program, *options = shlex.split(serve)
+    assert program == "gunicorn" and "127.0.0.1:8000" in options
+    port = free_port()
+    options[options.index("127.0.0.1:8000")] = f"127.0.0.1:{port}"
+    start([*gunicorn_command(tmp_path), *options], {**env, "OPS_TOKEN": token}, port)
+    assert http_get(port, "/readyz") == (200, b'{"status":"OK"}')
+    operator = {"Authorization": f"Bearer {token}"}
+    assert http_get(port, "/readyz", operator) == (
+        200,
+        b'{"status":"OK","database":true}',
+    )
+    assert http_get(port, "/livez") == (200, b'{"status":"OK"}')
