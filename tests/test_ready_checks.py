@@ -489,7 +489,7 @@ def test_tcp_check_fails_at_its_timeout_when_connecting_hangs(
         ),
         (
             lambda: sql_check(sqlite3.connect),
-            "TypeError: sql_check calls <built-in function connect> with no"
+            f"TypeError: sql_check calls {sqlite3.connect!r} with no"
             " arguments, but it needs some (the database, at least); pass one"
             " that connects, such as lambda: sqlite3.connect('app.sqlite3').",
         ),
