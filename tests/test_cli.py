@@ -53,10 +53,11 @@ def test_several_instances_and_url(app: Flask) -> None:
 def test_unknown_url_is_a_usage_error(app: Flask) -> None:
     FlaskStatus(app, url="/livez")
     result = app.test_cli_runner().invoke(args=["status", "--url", "/nope"])
-    assert result.exit_code == 2
+    assert result.exit_code == 2  # click's usage error, which names --url
+    assert "--url" in result.output
     assert (
-        "Invalid value for --url: '/nope' is not served by flask-status; choose"
-        " one of '/livez', or one of their per-check routes." in result.output
+        "'/nope' is not served by flask-status; choose one of '/livez', or one of"
+        " their per-check routes." in result.output
     )
 
 
@@ -106,8 +107,12 @@ def test_apps_own_status_command_is_left_alone(app: Flask) -> None:
 def test_blank_url_is_a_usage_error(app: Flask) -> None:
     FlaskStatus(app)
     result = app.test_cli_runner().invoke(args=["status", "--url", " "])
-    assert result.exit_code == 2
-    assert "Invalid value for --url: The status URL ' ' is empty" in result.output
+    assert result.exit_code == 2  # click's usage error, which names --url
+    assert "--url" in result.output
+    assert (
+        "The status URL ' ' is empty or has surrounding spaces; give a path such"
+        " as '/api/status'." in result.output
+    )
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,8 +138,9 @@ def test_where_the_readme_runs_flask_status_from() -> None:
     by_path = flask_cli(ROOT, "--app", "examples/main.py", "status")
     assert (by_path.returncode, by_path.stdout) == ok
     from_root = flask_cli(ROOT, "--app", "main", "status")
-    assert from_root.returncode == 2
-    assert "Error: Could not import 'main'." in from_root.stderr
+    # Flask's usage error, in its words (the manual quotes them)
+    assert (from_root.returncode, from_root.stdout) == (2, "")
+    assert "'main'" in from_root.stderr
 
 
 FACTORY = """\

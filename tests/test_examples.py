@@ -17,11 +17,16 @@ from typing import Any
 
 import pytest
 from conftest import Start
+from conftest import StartsWith
 from conftest import free_port
 from conftest import http_get
 from flask.testing import FlaskClient
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# A database file that cannot be opened, and a refused connection: our reason
+# is the exception's type, then SQLite's words or the OS's, which are not ours.
+CANNOT_OPEN = StartsWith("sqlite3.OperationalError: ")
+REFUSED_CONNECTION = StartsWith("ConnectionRefusedError: ")
 REFUSED = (
     "Refusing to serve on HOST={} with the default token 'change-me', which is"
     " for local use only: set PROBES_TOKEN to a secret (clients send it in the"
@@ -97,8 +102,8 @@ def test_probes_creates_no_database_when_imported(database: Path) -> None:
             "database": False,
             "cache": False,
             "errors": {
-                "database": "sqlite3.OperationalError: unable to open database file",
-                "cache": "ConnectionRefusedError: [Errno 111] Connection refused",
+                "database": CANNOT_OPEN,
+                "cache": REFUSED_CONNECTION,
             },
         },
     )
@@ -123,10 +128,8 @@ def test_init_db_says_when_it_cannot(
     path = database.parent / "missing" / "probes.sqlite3"
     monkeypatch.setenv("PROBES_DATABASE", str(path))
     result = load("probes.py")["app"].test_cli_runner().invoke(args=["init-db"])
-    assert (result.exit_code, result.output) == (
-        1,
-        f"Error: Cannot create {path}: unable to open database file\n",
-    )
+    assert result.exit_code == 1
+    assert f"Cannot create {path}: " in result.output  # then SQLite's words
 
 
 def test_every_url_shares_one_cached_run_of_the_database(
@@ -179,11 +182,12 @@ def test_flask_status_runs_one_check_of_readyz(database: Path) -> None:
     )
     database.unlink()
     ran = status()
-    assert (ran.returncode, ran.stdout) == (
-        1,
+    assert ran.returncode == 1
+    assert ran.stdout == StartsWith(
         '/readyz/database {"status":"FAIL","database":false,"errors":{"database":'
-        '"sqlite3.OperationalError: unable to open database file"}}\n',
+        '"sqlite3.OperationalError: '
     )
+    assert ran.stdout.endswith('"}}\n') and ran.stdout.count("\n") == 1
 
 
 def test_the_cache_check_tolerates_two_failed_runs(
@@ -203,8 +207,11 @@ def test_the_cache_check_tolerates_two_failed_runs(
         {"status": "OK", "database": True, "cache": True},
     )
     listener.close()  # connections to its port are now refused
-    refused = "ConnectionRefusedError: [Errno 111] Connection refused"
-    tolerated = {"database": True, "cache": False, "errors": {"cache": refused}}
+    tolerated = {
+        "database": True,
+        "cache": False,
+        "errors": {"cache": REFUSED_CONNECTION},
+    }
     assert [local_get(client, "/api/status") for _ in range(3)] == [
         (200, {"status": "OK", **tolerated}),
         (200, {"status": "OK", **tolerated}),
@@ -215,7 +222,9 @@ def test_the_cache_check_tolerates_two_failed_runs(
         {"status": "WARN"},
     )  # still failing: 4 in a row
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert warnings == [f"Check 'cache' of /api/status failed: {refused}"]
+    assert warnings == [
+        StartsWith("Check 'cache' of /api/status failed: ConnectionRefusedError: ")
+    ]
 
 
 def test_is_loopback(database: Path) -> None:
@@ -368,7 +377,7 @@ def test_probes_serves_on_loopback_with_the_default_token(
     code, body = http_get(port, "/api/status", {"X-Status-Token": "change-me"})
     payload = json.loads(body)
     assert (code, payload["status"], payload["database"]) == (200, "WARN", True)
-    assert payload["errors"]["cache"].startswith("ConnectionRefusedError: ")
+    assert payload["errors"]["cache"] == REFUSED_CONNECTION
 
 
 @pytest.fixture
@@ -399,9 +408,7 @@ def test_demo_fails_and_recovers_as_it_says(
             "status": "FAIL",
             "version": "1.0",
             "database": False,
-            "errors": {
-                "database": "sqlite3.OperationalError: unable to open database file"
-            },
+            "errors": {"database": CANNOT_OPEN},
         },
     )
     assert not demo_database.exists()  # mode=rw: the check creates no file
@@ -415,8 +422,9 @@ def test_demo_fails_and_recovers_as_it_says(
     ]
     failed = (
         "ERROR",
-        "Check 'database' of /api/status failed: sqlite3.OperationalError:"
-        " unable to open database file",
+        StartsWith(
+            "Check 'database' of /api/status failed: sqlite3.OperationalError: "
+        ),
     )
     passes = ("INFO", "Check 'database' of /api/status passes again.")
     assert lines == [failed, passes] * 2  # before the file was made, and moved

@@ -4,16 +4,20 @@ text and details for the authorized, through the test client."""
 from __future__ import annotations
 
 import functools
+import re
+from pathlib import Path
 from typing import Any
 from typing import Callable
 
 import pytest
 from conftest import build_readyz
+from conftest import get
 from conftest import logged
 from conftest import prometheus
 from flask import Flask
 from flask import abort
 from flask import request
+from flask import session
 from flask.testing import FlaskClient
 
 from flask_status import FlaskStatus
@@ -397,6 +401,63 @@ def test_details_when_twice_and_not_callable(app: Flask) -> None:
     assert str(bad.value) == (
         "The details predicate True must be a callable taking no arguments."
     )
+
+
+def signed_in_example() -> str:
+    """The manual's predicate that accepts the app's session as well as the
+    token (docs/operators.md)."""
+    page = Path(__file__).resolve().parent.parent / "docs" / "operators.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    [code] = [block for block in blocks if 'session.get("operator")' in block]
+    return str(code)
+
+
+def test_details_for_an_operator_signed_in_to_the_app(app: Flask) -> None:
+    """A browser sends no Authorization header: with the manual's predicate
+    it gets the details once its user signed in through the app's own login
+    view, which sets the session; other browsers get the status alone."""
+    app.config.update(SECRET_KEY="app-secret", OPS_TOKEN="s3cret")
+    status = build_readyz(app, [], show_errors=True)
+    exec(signed_in_example(), {"status": status})
+
+    @app.post("/login")
+    def login() -> str:
+        if request.form.get("password") != "operator's":
+            abort(403)
+        session["operator"] = True
+        return "signed in"
+
+    @app.post("/logout")
+    def logout() -> str:
+        session.clear()
+        return "signed out"
+
+    browser, other = app.test_client(), app.test_client()
+    bare = (503, {"status": "FAIL"})
+    detailed = (
+        503,
+        {
+            "status": "FAIL",
+            "version": "1.2.3",
+            "db": 3,
+            "cache": False,
+            "queue": False,
+            "errors": {"cache": "returned False", "queue": "returned False"},
+        },
+    )
+    assert get(browser, "/readyz") == bare
+    assert browser.post("/login", data={"password": "guess"}).status_code == 403
+    assert get(browser, "/readyz") == bare
+    assert browser.post("/login", data={"password": "operator's"}).status_code == 200
+    assert get(browser, "/readyz") == detailed
+    page = browser.get("/readyz", headers={"Accept": "text/html"}).text
+    assert "<table>" in page and "returned False" in page
+    assert get(other, "/readyz") == bare
+    assert "<table>" not in other.get("/readyz", headers={"Accept": "text/html"}).text
+    ops = {"Authorization": "Bearer s3cret"}  # the token still works, alone
+    assert other.get("/readyz", headers=ops).get_json() == detailed[1]
+    assert browser.post("/logout").status_code == 200
+    assert get(browser, "/readyz") == bare
 
 
 def test_flask_status_shows_details_whatever_the_predicate(app: Flask) -> None:

@@ -6,6 +6,7 @@ applied."""
 from __future__ import annotations
 
 import collections
+import html
 import re
 import struct
 import subprocess
@@ -293,15 +294,15 @@ def test_refresh_reloads_the_page(
 @pytest.mark.parametrize(
     ("value", "shown"),
     [
-        ("0", "&#39;0&#39;"),
-        ("3601", "&#39;3601&#39;"),
-        ("1.5", "&#39;1.5&#39;"),
-        ("-5", "&#39;-5&#39;"),
-        ("", "&#39;&#39;"),
-        ("ten", "&#39;ten&#39;"),
-        ("%D9%A3", "&#39;\u0663&#39;"),  # an Arabic-Indic three
-        ("0" * 30 + "1", f"&#39;{'0' * 30}1&#39;"),
-        ("<b>", "&#39;&lt;b&gt;&#39;"),
+        ("0", "'0'"),
+        ("3601", "'3601'"),
+        ("1.5", "'1.5'"),
+        ("-5", "'-5'"),
+        ("", "''"),
+        ("ten", "'ten'"),
+        ("%D9%A3", "'\u0663'"),  # an Arabic-Indic three
+        ("0" * 30 + "1", f"'{'0' * 30}1'"),
+        ("<b>", "'<b>'"),
     ],
 )
 def test_another_refresh_is_400_naming_it(
@@ -311,10 +312,12 @@ def test_another_refresh_is_400_naming_it(
     build_readyz(app, calls)
     response = client.get(f"/readyz?format=html&refresh={value}")
     assert response.status_code == 400
+    # Werkzeug's error page, which escapes our message in its own way
+    assert "<b>" not in response.text
     assert (
         f"The refresh {shown} is not a whole number of seconds from 1 to 3600;"
         " give one such as ?refresh=10."
-    ) in response.text
+    ) in html.unescape(response.text)
     assert calls == []  # refused before any check ran
 
 

@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 import pytest
+from conftest import StartsWith
 from conftest import logged
 from flask import Flask
 from flask import jsonify
@@ -406,18 +407,21 @@ def missing_table() -> Any:
         pytest.param(failing(ValueError("")), "ValueError", id="empty-message"),
         pytest.param(
             missing_table,
-            "sqlite3.OperationalError: no such table: missing",
+            StartsWith("sqlite3.OperationalError: "),  # then SQLite's words
             id="module-qualified",
         ),
         pytest.param(
             failing(json.JSONDecodeError("Expecting value", "", 0)),
-            "json.decoder.JSONDecodeError: Expecting value: line 1 column 1 (char 0)",
+            StartsWith("json.decoder.JSONDecodeError: Expecting value"),
             id="submodule",
         ),
     ],
 )
 def test_errors_read_as_type_and_message(
-    app: Flask, check: Any, reason: str, caplog: pytest.LogCaptureFixture
+    app: Flask,
+    check: Any,
+    reason: str | StartsWith,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     FlaskStatus(app, show_errors=True).add_field("db", check)
     client = app.test_client()
@@ -428,8 +432,9 @@ def test_errors_read_as_type_and_message(
     }
     [entry] = client.get("/api/status", headers=HEALTH).get_json()["checks"]["db"]
     assert entry["output"] == reason
-    messages = {r.getMessage() for r in logged(app, caplog)}
-    assert messages == {f"Check 'db' of /api/status failed: {reason}"}
+    [line] = {r.getMessage() for r in logged(app, caplog)}
+    said, _, why = line.partition(": ")
+    assert (said, why) == ("Check 'db' of /api/status failed", reason)
 
 
 def test_lone_surrogates_from_a_check_never_make_a_500(app: Flask) -> None:

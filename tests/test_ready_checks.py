@@ -27,6 +27,7 @@ import pytest
 from conftest import HEALTH_CHECK_BROKER
 from conftest import PASSWORD
 from conftest import Postgres
+from conftest import StartsWith
 from conftest import broker_url
 from conftest import celery_app
 from conftest import free_port
@@ -62,7 +63,7 @@ def passed(value: object) -> tuple[int, Any]:
     return 200, {"status": "OK", "it": value}
 
 
-def failed(reason: str) -> tuple[int, Any]:
+def failed(reason: str | StartsWith) -> tuple[int, Any]:
     return 503, {"status": "FAIL", "it": False, "errors": {"it": reason}}
 
 
@@ -123,10 +124,8 @@ def test_sql_check_passes_on_postgres_and_gives_its_connection_back(
     # one connection, idle (no transaction left open), back in the pool
     assert connections(postgres) == ["idle"]
     assert (db.pool.checkedin(), db.pool.checkedout()) == (1, 0)
-    assert repr(check) == (
-        "<sql_check 'SELECT 1' on Engine(postgresql+psycopg://postgres:***"
-        f"@127.0.0.1:{postgres.port}/postgres?application_name=probe)>"
-    )
+    assert repr(check) == f"<sql_check 'SELECT 1' on {db!r}>"  # SQLAlchemy's repr
+    assert PASSWORD not in repr(check)
 
 
 def test_sql_check_uses_the_engine_of_flask_sqlalchemy_in_the_app_context(
@@ -144,22 +143,19 @@ def test_sql_check_uses_the_engine_of_flask_sqlalchemy_in_the_app_context(
 
 
 def test_sql_check_fails_on_a_wrong_password(app: Flask, postgres: Postgres) -> None:
-    probe = endpoint(app, sql_check(engine(postgres.url.replace(PASSWORD, "wrong"))))
-    text = reason(probe)
-    assert text.startswith(
-        "sqlalchemy.exc.OperationalError: (psycopg.OperationalError) connection"
-        " failed: "
-    )
-    assert 'password authentication failed for user "postgres"' in text
+    right = endpoint(app, sql_check(engine(postgres.url)), url="/right")
+    wrong = sql_check(engine(postgres.url.replace(PASSWORD, "wrong")))
+    probe = endpoint(app, wrong, url="/wrong")
+    assert right() == passed(True)  # the password is all that differs
+    # the reason after the type is SQLAlchemy's, psycopg's and the server's
+    assert probe() == failed(StartsWith("sqlalchemy.exc.OperationalError: "))
 
 
 def test_sql_check_fails_when_the_server_stops(app: Flask, postgres: Postgres) -> None:
     probe = endpoint(app, sql_check(engine(postgres.url, pool_pre_ping=True)))
     assert probe() == passed(True)
     stop_postgres(postgres.process)
-    text = reason(probe)
-    assert text.startswith("sqlalchemy.exc.OperationalError: (psycopg.Operational")
-    assert f"port {postgres.port} failed: Connection refused" in text
+    assert probe() == failed(StartsWith("sqlalchemy.exc.OperationalError: "))
 
 
 def test_sql_check_fails_at_connect_timeout_on_a_server_that_never_answers(
@@ -168,12 +164,10 @@ def test_sql_check_fails_at_connect_timeout_on_a_server_that_never_answers(
     silent = server_port(serve("silent"))
     url = f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:{silent}/postgres"
     probe = endpoint(app, sql_check(engine(url)), timeout=3)
-    (code, body), took = timed(probe)
-    assert (code, body) == failed(
-        "sqlalchemy.exc.OperationalError: (psycopg.errors.ConnectionTimeout)"
-        " connection timeout expired\n"
-        + body["errors"]["it"].split("\n", 1)[1]  # SQLAlchemy's link
-    )
+    answer, took = timed(probe)
+    # connect_timeout's, in the libraries' words (the field's would say
+    # "timed out after 3 s")
+    assert answer == failed(StartsWith("sqlalchemy.exc.OperationalError: "))
     assert took >= 2  # connect_timeout is whole seconds, at least 2
 
 
@@ -208,11 +202,11 @@ def test_sql_check_notices_a_locked_sqlite_file_by_reading_it(
     probe = endpoint(app, reads, timeout=3)  # beyond SQLite's, even on a busy machine
     assert probe() == passed(True)
     with exclusive_lock(path):
-        assert probe() == failed("sqlite3.OperationalError: database is locked")
+        assert probe() == failed(StartsWith("sqlite3.OperationalError: "))
         assert sql_check(connect)() is True  # SELECT 1 never reads the file
     assert probe() == passed(True)
     for connection in made:  # each closed, whether its query passed or not
-        with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+        with pytest.raises(sqlite3.ProgrammingError):  # closed: SQLite's words
             connection.execute("SELECT 1")
     assert (
         repr(reads)
@@ -247,11 +241,6 @@ def redis_connections(port: int) -> int:
     return sum(int(c["name"] == "probe") for c in clients) - 1  # less the asker's
 
 
-def refused(error: str, port: int) -> str:
-    """The reason redis-py gives, as ``error``, for a refused connection."""
-    return f"{error}: Error 111 connecting to 127.0.0.1:{port}. Connection refused."
-
-
 def test_redis_check_passes_with_one_pooled_connection(
     app: Flask, redis_server: subprocess.Popen[bytes]
 ) -> None:
@@ -269,10 +258,7 @@ def test_redis_check_fails_on_a_wrong_password(
     app: Flask, redis_server: subprocess.Popen[bytes]
 ) -> None:
     probe = endpoint(app, redis_check(redis_client(server_port(redis_server), "no")))
-    assert probe() == failed(
-        "redis.exceptions.AuthenticationError: invalid username-password pair"
-        " or user is disabled."
-    )
+    assert probe() == failed(StartsWith("redis.exceptions.AuthenticationError: "))
 
 
 def test_redis_check_fails_at_once_when_the_server_stops(
@@ -283,7 +269,7 @@ def test_redis_check_fails_at_once_when_the_server_stops(
     assert probe() == passed(True)
     stop(redis_server)
     # (with redis-py 8's default retries it would time out after 0.8 s)
-    assert probe() == failed(refused("redis.exceptions.ConnectionError", port))
+    assert probe() == failed(StartsWith("redis.exceptions.ConnectionError: "))
 
 
 def test_redis_check_fails_at_its_socket_timeout_on_a_server_that_never_answers(
@@ -291,10 +277,10 @@ def test_redis_check_fails_at_its_socket_timeout_on_a_server_that_never_answers(
 ) -> None:
     probe = endpoint(app, redis_check(redis_client(server_port(serve("silent")))))
     answer, took = timed(probe)
-    assert answer == failed(
-        "redis.exceptions.TimeoutError: Timeout reading from socket"
-    )
-    assert took >= 0.3  # its own timeout (the field's, 0.8 s, would say so)
+    # the client's own timeout, in redis-py's words (the field's would say
+    # "timed out after 0.8 s")
+    assert answer == failed(StartsWith("redis.exceptions.TimeoutError: "))
+    assert took >= 0.3
 
 
 def test_redis_check_fails_with_an_asyncio_client_instead_of_passing(
@@ -363,10 +349,9 @@ def test_celery_check_fails_at_its_timeout_when_no_worker_replies(
 def test_celery_check_fails_at_once_when_the_broker_stops(
     app: Flask, redis_server: subprocess.Popen[bytes]
 ) -> None:
-    port = server_port(redis_server)
     probe = endpoint(app, celery_check(celery_app(broker_url(redis_server))))
     stop(redis_server)
-    assert probe() == failed(refused("kombu.exceptions.OperationalError", port))
+    assert probe() == failed(StartsWith("kombu.exceptions.OperationalError: "))
 
 
 def test_celery_check_fails_at_the_broker_socket_timeout_on_a_silent_broker(
@@ -375,9 +360,8 @@ def test_celery_check_fails_at_the_broker_socket_timeout_on_a_silent_broker(
     broker = f"redis://127.0.0.1:{server_port(serve('silent'))}/0"
     probe = endpoint(app, celery_check(celery_app(broker)))
     answer, took = timed(probe)
-    assert answer == failed(
-        "kombu.exceptions.OperationalError: Timeout reading from socket"
-    )
+    # the broker's socket timeout, in kombu's and redis-py's words, not ours
+    assert answer == failed(StartsWith("kombu.exceptions.OperationalError: "))
     assert took >= HEALTH_CHECK_BROKER["socket_timeout"]
 
 
@@ -411,7 +395,7 @@ def test_http_and_tcp_checks_fail_on_a_closed_port(app: Flask) -> None:
     port = free_port()  # nothing listens there
     http = endpoint(app, http_check(f"http://127.0.0.1:{port}/livez"), url="/http")
     tcp = endpoint(app, tcp_check("127.0.0.1", port), url="/tcp")
-    refused = failed("ConnectionRefusedError: [Errno 111] Connection refused")
+    refused = failed(StartsWith("ConnectionRefusedError: "))  # then the OS's words
     assert (http(), tcp()) == (refused, refused)
 
 
@@ -505,7 +489,7 @@ def test_tcp_check_fails_at_its_timeout_when_connecting_hangs(
         ),
         (
             lambda: sql_check(sqlite3.connect),
-            "TypeError: sql_check calls <built-in function connect> with no"
+            f"TypeError: sql_check calls {sqlite3.connect!r} with no"
             " arguments, but it needs some (the database, at least); pass one"
             " that connects, such as lambda: sqlite3.connect('app.sqlite3').",
         ),
@@ -665,9 +649,8 @@ def test_disk_check_fails_below_a_minimum_above_the_free_space(
 
 def test_disk_check_fails_on_a_missing_path(app: Flask, tmp_path: Path) -> None:
     missing = tmp_path / "gone"
-    assert endpoint(app, disk_check(missing, min_free=0))() == failed(
-        f"FileNotFoundError: [Errno 2] No such file or directory: {str(missing)!r}"
-    )
+    probe = endpoint(app, disk_check(missing, min_free=0))
+    assert probe() == failed(StartsWith("FileNotFoundError: "))  # the OS's words
 
 
 def meminfo(name: str) -> int:
@@ -700,8 +683,8 @@ def test_memory_check_shows_available_memory_and_fails_below_the_minimum(
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        (None, "FileNotFoundError: [Errno 2] No such file or directory: {path!r}"),
-        ("MemTotal: 1024 kB\nMemFree: 512 kB\n", "KeyError: 'MemAvailable'"),
+        (None, r"FileNotFoundError: .+"),  # in the OS's words
+        ("MemTotal: 1024 kB\nMemFree: 512 kB\n", re.escape("KeyError: 'MemAvailable'")),
     ],
 )
 def test_memory_check_is_refused_where_memory_cannot_be_read(
@@ -713,10 +696,11 @@ def test_memory_check_is_refused_where_memory_cannot_be_read(
     monkeypatch.setattr(flask_status, "_MEMINFO", str(path))
     with pytest.raises(OSError) as error:
         memory_check(min_available=0.1)
-    assert str(error.value) == (
+    ours = (
         f"memory_check reads MemAvailable from {path}, which this system does not"
-        f" have ({problem.format(path=str(path))}); it needs Linux 3.14 or later."
+        " have ({}); it needs Linux 3.14 or later."
     )
+    assert re.fullmatch(re.escape(ours).replace(r"\{\}", problem), str(error.value))
 
 
 def memory_group() -> Path:
