@@ -1139,7 +1139,7 @@ def _needs_no_arguments(key: str, func: Callable[..., Any]) -> None:
 # _Monitor.carry_out then does what the _Then says, outside the lock, in the
 # one order its docstring states; nothing else calls the pool, the
 # scheduler, the log or the listeners for a monitor. A run moves through the
-# states of _State, along _MOVES only:
+# states of _State, along their moves only:
 #
 #     QUEUED --a worker is free--> RUNNING --its call returned--> DONE
 #        |                            |                            ^  ^
@@ -1149,36 +1149,33 @@ def _needs_no_arguments(key: str, func: Callable[..., Any]) -> None:
 
 
 class _State(enum.Enum):
-    """Where a run of a check is; it moves along ``_MOVES`` only, under its
-    monitor's lock."""
+    """Where a run of a check is; it moves to one of its ``moves`` only,
+    under its monitor's lock."""
 
     QUEUED = "queued"  # waiting in the monitor's backlog for one of its workers
     RUNNING = "running"  # handed to the pool, holding one of the workers
     LATE = "late"  # settled as timed out at its deadline while its call goes on
     DONE = "done"  # settled, and its call is over (or will never be made)
 
+    moves: tuple[_State, ...]  # the states it may move to, set below
 
-_MOVES = {
-    _State.QUEUED: frozenset(
-        {
-            _State.RUNNING,  # a worker is free
-            _State.DONE,  # its deadline passed before one was
-        }
-    ),
-    _State.RUNNING: frozenset(
-        {
-            _State.DONE,  # its call returned
-            _State.LATE,  # its deadline passed first
-        }
-    ),
-    _State.LATE: frozenset(
-        {
-            _State.LATE,  # still hung a timeout later: one more failed run
-            _State.DONE,  # its call returned after all
-        }
-    ),
-    _State.DONE: frozenset(),
-}
+
+# The moves a run may make from each state, kept on the state itself: a
+# tuple of members, as "in" compares them by identity, where a dict or a
+# set would call Enum's __hash__, a Python function, on every move.
+_State.QUEUED.moves = (
+    _State.RUNNING,  # a worker is free
+    _State.DONE,  # its deadline passed before one was
+)
+_State.RUNNING.moves = (
+    _State.DONE,  # its call returned
+    _State.LATE,  # its deadline passed first
+)
+_State.LATE.moves = (
+    _State.LATE,  # still hung a timeout later: one more failed run
+    _State.DONE,  # its call returned after all
+)
+_State.DONE.moves = ()
 
 
 class _Outcome(NamedTuple):
@@ -1195,13 +1192,11 @@ class _Outcome(NamedTuple):
     failures: int  # failed runs in a row, this one included
 
 
-class _Result(NamedTuple):
-    """What a call of a check returned, before its run counts it."""
-
-    ok: bool
-    value: str  # the JSON text of the result, or false
-    reason: str | None  # why it failed
-    duration: float
+# What a call of a check came to, before its run counts it: whether it
+# passed, the JSON text of its result (or false), why it failed, and the
+# seconds it took. A plain tuple: two runs in three pass, and a NamedTuple
+# would cost a Python call each time.
+_Result = tuple[bool, str, Union[str, None], float]
 
 
 class _Streak:
@@ -1363,7 +1358,7 @@ class _Run:
         self.expires = 0.0  # monotonic time from which a new run is due, once done
 
     def move(self, state: _State) -> None:
-        if state not in _MOVES[self.state]:
+        if state not in self.state.moves:
             raise RuntimeError(
                 f"A run of check {self.check.key!r} cannot go from"
                 f" {self.state.value} to {state.value}."
@@ -1391,12 +1386,13 @@ class _Run:
             monitor.carry_out(app, monitor.finish(self, None))
             return True
         start = time.monotonic()
-        error: BaseException | None
+        error: BaseException | None = None
         try:
             value = self.check.call()
-            if value is not True and inspect.iscoroutine(value):
-                value = _run_async(value)
-            result, error = _result(value, monitor.parts(app).encode, start)
+            if value is True:  # the commonest result: JSON needs no encoder
+                result: _Result = (True, "true", None, time.monotonic() - start)
+            else:
+                result, error = _result(value, monitor.parts(app).encode, start)
         except BaseException as exc:  # SystemExit too: a run must always settle
             result, error = _failed(_describe(exc), start), exc
         try:
@@ -1405,7 +1401,7 @@ class _Run:
             if error is not None:  # logged: its traceback holds this frame,
                 error.__traceback__ = None  # and so the app, in a cycle
             del error
-        return result.ok
+        return result[0]
 
     def abandon(self, app: Flask, reason: str) -> None:
         result = _failed(reason, self.started)
@@ -1415,10 +1411,11 @@ class _Run:
 def _result(
     value: Any, encode: Callable[[Any], str], start: float
 ) -> tuple[_Result, BaseException | None]:
-    """What a check that returned ``value`` came to, frozen as JSON text,
-    and the error that kept it from being encoded, for the log."""
-    if value is True:  # the commonest result: JSON needs no encoder for it
-        return _Result(True, "true", None, time.monotonic() - start), None
+    """What a check that returned ``value`` (an ``async def`` one's, once
+    awaited) came to, frozen as JSON text, and the error that kept it from
+    being encoded, for the log."""
+    if inspect.iscoroutine(value):
+        value = _run_async(value)
     if value is False:
         return _failed("returned False", start), None
     try:
@@ -1430,11 +1427,11 @@ def _result(
         article = "an" if name[:1].lower() in "aeiou" else "a"
         reason = f"returned {article} {name} object that JSON cannot encode"
         return _failed(reason, start), error
-    return _Result(True, text, None, time.monotonic() - start), None
+    return (True, text, None, time.monotonic() - start), None
 
 
 def _failed(reason: str, start: float) -> _Result:
-    return _Result(False, "false", reason, time.monotonic() - start)
+    return (False, "false", reason, time.monotonic() - start)
 
 
 _STILL_RUNNING = "; still running"  # said of a late run until its call returns
@@ -1450,9 +1447,7 @@ def _timed_out(run: _Run, still: str = "", until: float = 0.0) -> _Result:
         busy = "the only one was" if workers == 1 else f"all {workers} were"
         reason += f" waiting for a worker; {busy} busy"
     late = until > run.deadline
-    return _Result(
-        False, "false", reason, until - run.started if late else run.check.timeout
-    )
+    return (False, "false", reason, until - run.started if late else run.check.timeout)
 
 
 def _describe(error: BaseException) -> str:
@@ -1677,7 +1672,7 @@ class _Monitor:
         worker, and each run is given up at its own deadline, so that its
         worker goes to a run waiting for one. Once all have settled, a log
         line being written holds the response until the last deadline."""
-        until = min(run.deadline for run in runs)
+        until = min([run.deadline for run in runs])
         if latch.wait(min(_SPREAD_AFTER, until - time.monotonic())):
             return
         _pool.spread()  # a slow check: the ones queued behind it get workers
@@ -1796,6 +1791,8 @@ class _Monitor:
         if not outcome.ok or old not in (None, "OK"):  # else nothing to log
             then.line = _run_line(self, run.check, outcome, old, error)
         latches, run.latches = run.latches, []
+        if not latches:
+            return
         if then.line is None or then.log_later:
             then.opened = _counted_down(latches)
         else:  # the responses come after the line
@@ -1828,7 +1825,7 @@ class _Monitor:
         check's status as ``fail_after`` and ``recover_after`` judge it (or,
         not tolerating, as the run alone says), and the status before."""
         at = time.time()
-        ok = result.ok
+        ok, value, reason, duration = result
         if not self.policy.tolerates:
             status: str | None = "OK" if ok else check.failing
             old, since, failures = None, at, int(not ok)
@@ -1840,10 +1837,10 @@ class _Monitor:
             status, since, failures = streak.status, streak.since, streak.failures
         outcome = _Outcome(
             ok=ok,
-            value=result.value,
-            reason=result.reason,
+            value=value,
+            reason=reason,
             at=at,
-            duration=result.duration,
+            duration=duration,
             status=str(status),
             since=since,
             failures=failures,
