@@ -61,6 +61,7 @@ from typing import NamedTuple
 from typing import Protocol
 from typing import TypeVar
 from typing import Union
+from typing import cast
 from typing import overload
 
 import click
@@ -211,7 +212,7 @@ class FlaskStatus:
             if given[s.name] is not None
         }
         self._registry = _Registry()
-        self._guarded: View = self._respond
+        self._guarded: View = self._respond_here
         self._authenticator: Authenticator | None = None
         self._details: Callable[[], Any] | None = None
         if authenticator is not None:
@@ -245,22 +246,31 @@ class FlaskStatus:
             _refuse_taken(app, rules, group.url, settings.per_check, what)
             rules += _planned(group.url, settings.per_check)
         for group in groups:
-            self._add_routes(app, settings.per_check, group)
+            self._add_routes(app, monitor, group)
         if "status" not in app.cli.commands:  # the app's own command stays
             app.cli.add_command(_status_command)
         registry.monitors[app] = monitor
         _MONITORS.add(monitor)
         _quiet_access.watch(monitor)
 
-    def _add_routes(self, app: Flask, per_check: bool, group: _Group) -> None:
+    def _add_routes(self, app: Flask, monitor: _Monitor, group: _Group) -> None:
         """Route ``group``'s URL, and with ``per_check`` the URLs below it,
-        to this instance's view."""
+        to a view of this instance that knows the group and the monitor,
+        so that a request looks neither up."""
+        served = weakref.ref(app)  # the app holds its views: they must not hold it
+
+        def view(**kwargs: Any) -> Any:
+            if self._authenticator is None or group.public:
+                app = cast(Flask, served())  # alive: it is serving this request
+                return self._respond(app, monitor, group, **kwargs)
+            return self._guarded(**kwargs)
+
         options: dict[str, Any] = dict(
             methods=["GET"],  # and HEAD; anything else is 405, OPTIONS too
             provide_automatic_options=False,
         )
-        for rule, endpoint in _planned(group.url, per_check):
-            app.add_url_rule(rule, endpoint, self._view, **options)
+        for rule, endpoint in _planned(group.url, monitor.settings.per_check):
+            app.add_url_rule(rule, endpoint, view, **options)
             self._registry.routes[endpoint] = group
         app.extensions.setdefault("status", {})[group.url] = self
 
@@ -318,7 +328,7 @@ class FlaskStatus:
             per_check = monitor.settings.per_check
             _refuse_taken(app, _rules(app), group.url, per_check, "the group")
         for app, monitor in served:
-            self._add_routes(app, monitor.settings.per_check, group)
+            self._add_routes(app, monitor, group)
         registry.groups = {**registry.groups, group.url: group}
 
     def _setting(self, app: Flask, setting: _Setting) -> Any:
@@ -470,7 +480,7 @@ class FlaskStatus:
             )
         guarded = None
         if callable(authenticator) and _takes_one_argument(authenticator):
-            guarded = authenticator(self._respond)
+            guarded = authenticator(self._respond_here)
         if not callable(guarded):
             raise TypeError(
                 f"The authenticator {authenticator!r} must be a view decorator:"
@@ -537,25 +547,26 @@ class FlaskStatus:
                 f"This FlaskStatus already shows details when {self._details!r}"
                 f" is true; combine it with {predicate!r} into one predicate."
             )
+        _import_asyncio_for(predicate)
         self._details = predicate
         return predicate
 
     # The request: the view the authenticator wraps, and what it answers.
 
-    def _view(self, **kwargs: Any) -> Any:
-        if (
-            self._authenticator is None
-            or self._registry.routes[request.endpoint].public
-        ):
-            return self._respond(**kwargs)
-        return self._guarded(**kwargs)
-
-    def _respond(self, key: str | None = None) -> Response:
+    def _respond_here(self, key: str | None = None) -> Response:
+        """The view the authenticator guards: it finds the request's app,
+        monitor and group, then answers."""
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
         registry = self._registry
-        monitor, group = registry.monitors[app], registry.routes[request.endpoint]
+        group = registry.routes[request.endpoint]
+        return self._respond(app, registry.monitors[app], group, key)
+
+    def _respond(
+        self, app: Flask, monitor: _Monitor, group: _Group, key: str | None = None
+    ) -> Response:
         # Most probes send no query: then nothing is parsed.
-        args = request.args if request.environ.get("QUERY_STRING") else None
+        sent = request._get_current_object()  # type: ignore[attr-defined]
+        args = sent.args if sent.environ.get("QUERY_STRING") else None
         chosen = self._chosen(app, monitor, group, key, args)
         name = _negotiate(args, monitor.settings.html)
         report = monitor.report(app, group.url, chosen)
@@ -608,6 +619,13 @@ class FlaskStatus:
 
 async def _awaited(value: Awaitable[T]) -> T:
     return await value
+
+
+def _import_asyncio_for(func: Callable[..., Any]) -> None:
+    """Import asyncio now if ``func`` is an ``async def``, at registration,
+    so that its first run does not pay for it."""
+    if inspect.iscoroutinefunction(func):
+        import asyncio  # noqa: F401
 
 
 def _run_async(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -1038,6 +1056,7 @@ class _Field(NamedTuple):
             _json_value(f"The value of field {key!r}", value)
             return cls(key=key, value=copy.deepcopy(value), is_check=False)
         _needs_no_arguments(key, value)
+        _import_asyncio_for(value)
         if given["cache"] is not None and given["every"] is not None:
             raise ValueError(
                 f"Field {key!r} has both cache={given['cache']!r} and every="
