@@ -568,7 +568,7 @@ class FlaskStatus:
         sent = request._get_current_object()  # type: ignore[attr-defined]
         args = sent.args if sent.environ.get("QUERY_STRING") else None
         chosen = self._chosen(app, monitor, group, key, args)
-        name = _negotiate(args, monitor.settings.html)
+        name = _negotiate(sent, args, monitor.settings.html)
         report = monitor.report(app, group.url, chosen)
         details = not group.public and (
             self._details is None or self._shows_details(app)
@@ -580,23 +580,23 @@ class FlaskStatus:
             headers=writer.headers,
             content_type=writer.content_type,
         )
-        response.headers["Cache-Control"] = "no-store"
         return response
 
     def _chosen(
         self, app: Flask, monitor: _Monitor, group: _Group, key: str | None, args: Any
-    ) -> list[_Field]:
+    ) -> _Plan:
         """The fields of ``group`` a request asks for: one per-check route's,
         all but those ``?exclude=`` names, or all."""
+        if key is None and (args is None or "exclude" not in args):
+            return monitor.plan(group)
         fields = group.select(self._registry.fields)
         if key is not None:
             if key not in fields:
                 abort(404)
-            return [fields[key]]
-        if args is not None and "exclude" in args:
-            excluded = monitor.exclusions(app, group.url, args.getlist("exclude"))
-            return [f for k, f in fields.items() if k not in excluded]
-        return list(fields.values())
+            return _Plan.of([fields[key]], monitor.checks())
+        excluded = monitor.exclusions(app, group.url, args.getlist("exclude"))
+        chosen = [f for k, f in fields.items() if k not in excluded]
+        return _Plan.of(chosen, monitor.checks())
 
     def _shows_details(self, app: Flask) -> bool:
         """Whether the predicate shows this request the details: an ``async
@@ -1252,6 +1252,18 @@ class _Streak:
         return old
 
 
+class _Plan(NamedTuple):
+    """The fields a request shows, in order, and its checks among them."""
+
+    fields: list[_Field]
+    checks: list[_Check]
+
+    @classmethod
+    def of(cls, fields: list[_Field], checks: dict[str, _Check]) -> _Plan:
+        """The plan of ``fields``, each check among them as ``checks`` has it."""
+        return cls(fields, [checks[f.key] for f in fields if f.is_check])
+
+
 class _Report(NamedTuple):
     """The fields of one response with their outcomes (None: static)."""
 
@@ -1561,7 +1573,10 @@ class _Monitor:
         self.logs_every_failure = policy.logs_every_failure or settings.log == "every"
         self.main = _Group(settings.url)  # the instance's own URL on this app
         self._parts: _Parts | None = None
-        self._checks: tuple[dict[str, _Field], dict[str, _Check]] = ({}, {})
+        # What the fields come to here, made again when they change: each
+        # check resolved, and each URL's fields and checks.
+        self._resolved: tuple[dict[str, _Field], dict[str, _Check]] = ({}, {})
+        self._plans: dict[str, _Plan] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -1589,7 +1604,7 @@ class _Monitor:
     def checks(self) -> dict[str, _Check]:
         """Each registered check, resolved against this monitor's settings;
         made again when the fields change."""
-        fields, checks = self._checks
+        fields, checks = self._resolved
         if fields is not self.registry.fields:
             fields = self.registry.fields
             checks = {
@@ -1597,19 +1612,27 @@ class _Monitor:
                 for key, field in fields.items()
                 if field.is_check
             }
-            self._checks = (fields, checks)
+            self._resolved, self._plans = (fields, checks), {}
         return checks
+
+    def plan(self, group: _Group) -> _Plan:
+        """The fields ``group``'s URL shows, and its checks among them;
+        made once for each set of fields."""
+        checks = self.checks()
+        plan = self._plans.get(group.url)
+        if plan is None:
+            fields = list(group.select(self.registry.fields).values())
+            plan = self._plans[group.url] = _Plan.of(fields, checks)
+        return plan
 
     # The request: join runs or start them, then wait until their deadlines.
 
-    def report(self, app: Flask, url: str, fields: list[_Field]) -> _Report:
-        """Join or start a run of each check among ``fields``, wait for them
+    def report(self, app: Flask, url: str, plan: _Plan) -> _Report:
+        """Join or start a run of each check of ``plan``, wait for them
         until their deadlines, and judge the status of ``url``."""
-        resolved = self.checks()
-        checks = [resolved[f.key] for f in fields if f.is_check]
-        outcomes = self._outcomes(app, checks) if checks else {}
-        entries = [(field, outcomes.get(field.key)) for field in fields]
-        status = _worst([outcome.status for outcome in outcomes.values()])
+        outcomes = self._outcomes(app, plan.checks) if plan.checks else {}
+        entries = [(field, outcomes.get(field.key)) for field in plan.fields]
+        status = _worst(outcomes.values())
         return _Report(url, status, entries, self.settings.show_errors)
 
     def _outcomes(self, app: Flask, checks: list[_Check]) -> dict[str, _Outcome]:
@@ -1640,7 +1663,10 @@ class _Monitor:
         with self.lock:
             now = time.monotonic()
             for check in checks:
-                run = self._run_for(check, now, started)
+                run = self.runs.get(check.key)
+                if run is None or (run.state is _State.DONE and now >= run.expires):
+                    run = self._run_anew(check, run, now)
+                    started.append(run)
                 outcome = run.shown(now)
                 if outcome is not None:
                     known[check.key] = outcome
@@ -1655,14 +1681,11 @@ class _Monitor:
             then = self._started(app, started, latch is None) if started else None
         return known, waiting, latch, then
 
-    def _run_for(self, check: _Check, now: float, started: list[_Run]) -> _Run:
-        """The run of ``check`` to join: the latest, or a new one (added to
-        ``started``) when that is done and expired."""
-        run = self.runs.get(check.key)
-        if run is None or (run.state is _State.DONE and now >= run.expires):
-            previous = run.outcome if run is not None and check.every else None
-            run = self.runs[check.key] = _Run(self, check, now, previous)
-            started.append(run)
+    def _run_anew(self, check: _Check, last: _Run | None, now: float) -> _Run:
+        """A new run of ``check``, to follow ``last``, which is done and
+        expired; a scheduled check shows the last outcome until it settles."""
+        previous = last.outcome if last is not None and check.every else None
+        run = self.runs[check.key] = _Run(self, check, now, previous)
         return run
 
     def _started(self, app: Flask, runs: list[_Run], spread: bool) -> _Then:
@@ -1810,12 +1833,10 @@ class _Monitor:
         if not outcome.ok or old not in (None, "OK"):  # else nothing to log
             then.line = _run_line(self, run.check, outcome, old, error)
         latches, run.latches = run.latches, []
-        if not latches:
-            return
-        if then.line is None or then.log_later:
+        if then.line is not None and not then.log_later:
+            then.after_line = latches  # the responses come after the line
+        elif latches:
             then.opened = _counted_down(latches)
-        else:  # the responses come after the line
-            then.after_line = latches
 
     def _admit_queued(self) -> list[tuple[Flask, _Task]]:
         """A worker is free: the first queued run still in time takes it.
@@ -1854,17 +1875,10 @@ class _Monitor:
                 streak = self.streaks[check.key] = _Streak()
             old = streak.count(ok, at, check)
             status, since, failures = streak.status, streak.since, streak.failures
-        outcome = _Outcome(
-            ok=ok,
-            value=value,
-            reason=reason,
-            at=at,
-            duration=duration,
-            status=str(status),
-            since=since,
-            failures=failures,
-        )
-        return outcome, old
+        # The fields of _Outcome in order, made into one in C: the
+        # NamedTuple's own __new__ is a Python function, paid on every run.
+        fields = (ok, value, reason, at, duration, str(status), since, failures)
+        return tuple.__new__(_Outcome, fields), old
 
     def _tell(self, key: str, old: str | None, outcome: _Outcome) -> bool:
         """Queue for the listeners the change of a check's status from
@@ -1895,7 +1909,9 @@ class _Monitor:
                 if streak is None or streak.status is None:
                     return None
                 statuses.append(streak.status)
-        return _worst(statuses) if statuses else None
+        if not statuses:
+            return None
+        return "FAIL" if "FAIL" in statuses else "WARN" if "WARN" in statuses else "OK"
 
     def groups(self) -> list[_Group]:
         """The URLs this monitor's runs serve: the instance's, then its
@@ -1979,8 +1995,15 @@ def _names(values: Iterable[str]) -> set[str]:
     return {n.strip() for v in values for n in v.split(",")} - {""}
 
 
-def _worst(statuses: list[str]) -> str:
-    return "FAIL" if "FAIL" in statuses else "WARN" if "WARN" in statuses else "OK"
+def _worst(outcomes: Iterable[_Outcome]) -> str:
+    """The worst status of ``outcomes``: FAIL, else WARN, else OK."""
+    worst = "OK"
+    for outcome in outcomes:
+        if outcome.status == "FAIL":
+            return "FAIL"
+        if outcome.status == "WARN":
+            worst = "WARN"
+    return worst
 
 
 # -- log lines: what the engine says of runs, and how ---------------------------
@@ -2703,7 +2726,7 @@ _PAGE_POLICY = (
 class _Format(NamedTuple):
     content_type: str
     write: Callable[[_Report, _Parts, bool], str]
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = (("Cache-Control", "no-store"),)
 
 
 # Each ?format= value; without one, what the Accept header prefers, else "json".
@@ -2717,6 +2740,7 @@ _FORMATS = {
         "text/html; charset=utf-8",
         _write_html,
         (
+            ("Cache-Control", "no-store"),
             ("X-Content-Type-Options", "nosniff"),
             ("Content-Security-Policy", _PAGE_POLICY),
         ),
@@ -2731,7 +2755,7 @@ _JSON_TYPES = tuple(_ACCEPTED)[:2]
 _ALL_TYPES = tuple(_ACCEPTED)
 
 
-def _negotiate(args: Mapping[str, str] | None, pages: bool) -> str:
+def _negotiate(sent: Any, args: Mapping[str, str] | None, pages: bool) -> str:
     """The name of the format a request gets: ``?format=``'s, else the one
     its Accept header prefers; the page only if ``pages``. The header is
     parsed only when it names health+json or html: probes send ``*/*`` or
@@ -2742,12 +2766,12 @@ def _negotiate(args: Mapping[str, str] | None, pages: bool) -> str:
             formats = ", ".join(_FORMATS)
             abort(400, f"Unknown format {name!r}; use one of: {formats}.")
     else:
-        accept = request.environ.get("HTTP_ACCEPT", "").lower()
+        accept = sent.environ.get("HTTP_ACCEPT", "").lower()
         pages = pages and "html" in accept
         name = "json"
         if pages or "health+json" in accept:
             offers = _ALL_TYPES if pages else _JSON_TYPES
-            name = _ACCEPTED[request.accept_mimetypes.best_match(offers, offers[0])]
+            name = _ACCEPTED[sent.accept_mimetypes.best_match(offers, offers[0])]
     if name == "html":
         _refresh()  # a bad ?refresh= is refused before any check runs
     return name
@@ -2865,7 +2889,8 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
             registry = status._registry
             settings = registry.monitors[app].settings
             once = runs[status] = _Monitor(registry, settings, _ONCE)
-        report = once.report(app, target.group.url, target.fields(excluded))
+        plan = _Plan.of(target.fields(excluded), once.checks())
+        report = once.report(app, target.group.url, plan)
         click.echo(f"{path} {_write_json(report, once.parts(app), True)}")
         failed = failed or report.status == "FAIL"
     if failed:
