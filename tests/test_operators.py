@@ -10,15 +10,15 @@ from typing import Any
 from typing import Callable
 
 import pytest
-from conftest import build_readyz
-from conftest import get
-from conftest import logged
-from conftest import prometheus
 from flask import Flask
 from flask import abort
 from flask import request
 from flask import session
 from flask.testing import FlaskClient
+from helpers import build_readyz
+from helpers import get
+from helpers import logged
+from helpers import prometheus
 
 from flask_status import FlaskStatus
 
