@@ -47,6 +47,15 @@ def listener_failures(
     ]
 
 
+def warnings(caplog: pytest.LogCaptureFixture, app: Flask) -> list[str]:
+    """The app's warnings about ``?exclude=`` names."""
+    return [
+        r.getMessage()
+        for r in logged(app, caplog)
+        if r.levelname == "WARNING" and r.getMessage().startswith("Cannot exclude")
+    ]
+
+
 class StalledLogHandler(logging.Handler):
     """An ERROR handler that stalls, as one sending mail may: it waits for
     ``gate`` (at most ``stall`` seconds), then notes the message.
