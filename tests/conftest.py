@@ -19,6 +19,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+import flask_status
+
 # Before helpers.py and servers.py are imported: a failed assert there
 # explains itself, as one in a test or in this file does.
 pytest.register_assert_rewrite("helpers", "servers")
@@ -41,6 +43,15 @@ from servers import postgres_folder  # noqa: E402
 from servers import require  # noqa: E402
 from servers import stop  # noqa: E402
 from servers import stop_postgres  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def monitor_counts() -> Iterator[None]:
+    """After each test, every monitor's counts agree with its runs: as many
+    running as there are RUNNING runs, and every QUEUED run in the backlog."""
+    yield
+    for monitor in list(flask_status._MONITORS):
+        monitor.assert_counts()
 
 
 @pytest.fixture
