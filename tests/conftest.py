@@ -1,35 +1,57 @@
+"""The fixtures, and nothing else: the helpers they use are in helpers.py
+and servers.py, which the tests import as well."""
+
 from __future__ import annotations
 
-import contextlib
-import http.client
-import importlib
-import logging
 import os
 import re
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from typing import Callable
-from typing import NamedTuple
-from typing import Protocol
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.serving import make_server
 
 import flask_status
-from flask_status import FlaskStatus
-from flask_status import StatusChange
+
+# Before helpers.py and servers.py are imported: a failed assert there
+# explains itself, as one in a test or in this file does.
+pytest.register_assert_rewrite("helpers", "servers")
+
+from helpers import wait_for  # noqa: E402
+from servers import CELERY_APP  # noqa: E402
+from servers import PASSWORD  # noqa: E402
+from servers import SERVER  # noqa: E402
+from servers import Gunicorn  # noqa: E402
+from servers import Postgres  # noqa: E402
+from servers import Start  # noqa: E402
+from servers import accepts_queries  # noqa: E402
+from servers import as_postgres  # noqa: E402
+from servers import broker_url  # noqa: E402
+from servers import celery_app  # noqa: E402
+from servers import free_port  # noqa: E402
+from servers import gunicorn_command  # noqa: E402
+from servers import postgres_bin  # noqa: E402
+from servers import postgres_folder  # noqa: E402
+from servers import require  # noqa: E402
+from servers import stop  # noqa: E402
+from servers import stop_postgres  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def monitor_counts() -> Iterator[None]:
+    """After each test, every monitor's counts agree with its runs: as many
+    running as there are RUNNING runs, and every QUEUED run in the backlog."""
+    yield
+    for monitor in list(flask_status._MONITORS):
+        monitor.assert_counts()
 
 
 @pytest.fixture
@@ -46,115 +68,6 @@ def app(request: pytest.FixtureRequest) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 5.0) -> None:
-    """Poll until ``condition()`` is true, for what other threads do (listeners,
-    schedules); fail the test, saying ``what``, after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"Waited {timeout} s in vain for {what}.")
-        time.sleep(0.005)
-
-
-def logged(app: Flask, caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    """The records logged through ``app.logger``, none of another app's."""
-    return [r for r in caplog.records if r.name == app.name]
-
-
-def listener_failures(
-    app: Flask, caplog: pytest.LogCaptureFixture
-) -> list[logging.LogRecord]:
-    """The records of status listeners of ``app`` that raised."""
-    return [
-        r
-        for r in logged(app, caplog)
-        if r.getMessage().startswith("The status listener")
-    ]
-
-
-def require(command: str, package: str) -> str:
-    """The path of the program ``command``. Where it is missing the test is
-    skipped, with a reason naming the Debian package that brings it; in CI
-    (``CI=true``), which installs every one, that is a failure instead."""
-    found = shutil.which(command)
-    if found is None:
-        reason = (
-            f"{command} is not installed; apt-get install {package} to run this test."
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} CI must install it (see .ci/run).")
-        pytest.skip(reason)
-    return found
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (for now)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(client: FlaskClient, url: str = "/api/status") -> tuple[int, Any]:
-    """GET ``url`` through the test client: the status code and the JSON."""
-    response = client.get(url)
-    return response.status_code, response.get_json()
-
-
-class StartsWith:
-    """Equal to any text that is ``prefix`` and then more: for a reason or a
-    line whose start is ours (a log line's words, the exception's type
-    before ``: ``) and whose rest is a third-party library's message, such as
-    redis-py's or SQLite's, which the tests never pin: it may change in any
-    release. Compare it inside a payload, ``{"db": StartsWith("...: ")}``,
-    so the rest of the answer stays exact."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, str)
-            and other.startswith(self.prefix)
-            and len(other) > len(self.prefix)
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"StartsWith({self.prefix!r})"
-
-
-def http_get(
-    port: int, path: str, headers: dict[str, str] | None = None
-) -> tuple[int, bytes]:
-    """GET http://127.0.0.1:port/path: the status code and the body."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-@contextlib.contextmanager
-def served(app: Flask) -> Iterator[int]:
-    """Serve ``app`` with the development server (werkzeug's, which logs each
-    request to the ``werkzeug`` logger) in a thread on 127.0.0.1; the port."""
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
-        yield server.port
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
-
-
-Start = Callable[[list[str], dict[str, str], int], "subprocess.Popen[bytes]"]
 
 
 @pytest.fixture
@@ -191,17 +104,6 @@ def start(tmp_path: Path) -> Iterator[Start]:
         stop(process)
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a server by its PID: SIGTERM, then SIGKILL after 10 s."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @pytest.fixture
 def gate() -> Iterator[threading.Event]:
     """An event that hung checks wait on; set when the test ends, so that
@@ -209,59 +111,6 @@ def gate() -> Iterator[threading.Event]:
     event = threading.Event()
     yield event
     event.set()
-
-
-def status_threads() -> set[threading.Thread]:
-    """The pool's worker threads alive now; tests count those new since a
-    snapshot."""
-    return {t for t in threading.enumerate() if t.name == "flask-status"}
-
-
-def assert_pool_at_rest() -> None:
-    """Assert the pool's invariant once its work is done: no task is
-    queued, no worker is counted as on its way, and no more workers are
-    parked than are alive."""
-    pool = flask_status._pool
-    wait_for(lambda: not pool._tasks and not pool._waking, "the pool to rest")
-    with pool._lock:
-        assert len(pool._parked) <= len(status_threads())
-
-
-class StalledLogHandler(logging.Handler):
-    """An ERROR handler that stalls, as one sending mail may: it waits for
-    ``gate`` (at most ``stall`` seconds), then notes the message.
-    ``entered`` is set once a record reached it."""
-
-    def __init__(self, gate: threading.Event, stall: float = 2.0) -> None:
-        super().__init__(logging.ERROR)
-        self.gate, self.stall = gate, stall
-        self.entered = threading.Event()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.entered.set()
-        self.gate.wait(self.stall)
-        self.messages.append(record.getMessage())
-
-
-def gunicorn_command(folder: Path) -> list[str]:
-    """The start of a command serving an app from ``folder`` with gunicorn.
-
-    Newer gunicorn releases (27, say) open a control socket, by default in
-    ``$XDG_RUNTIME_DIR`` or ``~/.gunicorn``, outside the clone and the
-    temporary folder: every test turns it off where gunicorn has it.
-    """
-    settings = importlib.import_module("gunicorn.config").KNOWN_SETTINGS
-    command = [sys.executable, "-m", "gunicorn", "--chdir", str(folder)]
-    if any(s.name == "control_socket_disable" for s in settings):
-        command.append("--no-control-socket")
-    return command
-
-
-class Gunicorn(Protocol):
-    def __call__(
-        self, source: str, *options: str
-    ) -> tuple[subprocess.Popen[bytes], int]: ...
 
 
 @pytest.fixture
@@ -281,72 +130,7 @@ def gunicorn(tmp_path: Path, start: Start) -> Gunicorn:
     return serve
 
 
-def counted(calls: list[str], key: str, value: Any) -> Callable[[], Any]:
-    """A check that notes each call in ``calls`` and returns ``value``."""
-
-    def check() -> Any:
-        calls.append(key)
-        return value
-
-    return check
-
-
-def build_readyz(app: Flask, calls: list[str], **options: Any) -> FlaskStatus:
-    """/readyz with a static version, a passing db, a failing non-critical
-    cache and a failing critical queue."""
-    status = FlaskStatus(app, url="/readyz", **options)
-    status.add_field("version", "1.2.3")
-    status.add_field("db", counted(calls, "db", 3))
-    status.add_field("cache", counted(calls, "cache", False), critical=False)
-    status.add_field("queue", counted(calls, "queue", False))
-    return status
-
-
-def prometheus(
-    client: FlaskClient, path: str, headers: dict[str, str] | None = None
-) -> str:
-    """Scrape ``path`` as Prometheus would: always 200, never cached."""
-    response = client.get(path, headers=headers or {})
-    assert response.status_code == 200  # a scrape never fails
-    assert (
-        response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
-    )
-    assert response.headers["Cache-Control"] == "no-store"
-    return response.get_data(as_text=True)
-
-
-# -- status changes: checks the test switches, changes compared without time
-
-
-def change(
-    check: str | None, old: str | None, new: str, reason: str | None = None
-) -> StatusChange:
-    """A change at /readyz, with ``at`` zeroed to compare with ``timeless``."""
-    return StatusChange("/readyz", check, old, new, reason, 0.0)
-
-
-def timeless(changes: list[StatusChange]) -> list[StatusChange]:
-    return [c._replace(at=0.0) for c in changes]
-
-
-class Switch:
-    """A check whose next results the test sets: True passes, False fails,
-    an exception is raised."""
-
-    def __init__(self, result: object = True) -> None:
-        self.result = result
-        self.calls = 0
-
-    def __call__(self) -> object:
-        self.calls += 1
-        if isinstance(self.result, BaseException):
-            raise self.result
-        return self.result
-
-
 # -- servers for the ready-made checks, each on a free port of 127.0.0.1 -----
-
-PASSWORD = "s3cret"  # of the Redis and PostgreSQL servers the tests start
 
 
 @pytest.fixture
@@ -358,54 +142,6 @@ def redis_server(start: Start, tmp_path: Path) -> subprocess.Popen[bytes]:
     options = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
     options += ["--save", "", "--appendonly", "no", "--requirepass", PASSWORD]
     return start([command, *options], dict(os.environ), port)
-
-
-def server_port(process: subprocess.Popen[bytes]) -> int:
-    """The port a process from the fixtures below listens on."""
-    args = list(process.args)  # type: ignore[arg-type]
-    return int(str(args[args.index("--port") + 1]))
-
-
-def postgres_bin() -> Path:
-    """The folder of PostgreSQL's programs: Debian keeps them off PATH, in
-    /usr/lib/postgresql/<version>/bin; elsewhere, where PATH finds them."""
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
-        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
-    )
-    if found:
-        return found[-1].parent
-    return Path(require("postgres", "postgresql")).parent
-
-
-class Postgres(NamedTuple):
-    url: str
-    port: int
-    process: subprocess.Popen[bytes]
-
-
-def as_postgres() -> list[str]:
-    """What runs a command as the postgres user when the tests run as root,
-    which PostgreSQL refuses: setpriv execs it, so its PID is the program's
-    own."""
-    if os.geteuid() != 0:
-        return []
-    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
-
-
-@contextlib.contextmanager
-def postgres_folder(tmp_path: Path) -> Iterator[Path]:
-    """``tmp_path``; as root, a temporary folder of the postgres user's
-    instead (pytest's are root's alone), removed afterwards."""
-    if not as_postgres():
-        yield tmp_path
-        return
-    home = Path(tempfile.mkdtemp(prefix="flask-status-pg-"))
-    try:
-        shutil.chown(home, "postgres")
-        yield home
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -439,68 +175,9 @@ def postgres(
         server += ["-k", "", "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
         process = start(as_postgres() + server, dict(os.environ), port)
         url = f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:{port}/postgres"
-        wait_for(lambda: _accepts_queries(url), "PostgreSQL to accept queries", 30)
+        wait_for(lambda: accepts_queries(url), "PostgreSQL to accept queries", 30)
         yield Postgres(f"{url}?application_name=probe", port, process)
         stop_postgres(process)  # before its folder goes
-
-
-def stop_postgres(process: subprocess.Popen[bytes]) -> None:
-    """Stop PostgreSQL by its PID, at once: SIGINT is its fast shutdown,
-    which ends the sessions that SIGTERM would wait for."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGINT)
-    stop(process)
-
-
-def _accepts_queries(url: str) -> bool:
-    import psycopg
-
-    try:
-        psycopg.connect(url.replace("+psycopg", ""), connect_timeout=2).close()
-    except psycopg.OperationalError:  # still starting up
-        return False
-    return True
-
-
-SERVER = """
-import http.server, socket, sys, time
-mode, port = sys.argv[1], int(sys.argv[3])
-if mode == "http":
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path.startswith("/basic/"):  # 200 for that Authorization
-                token = self.path[len("/basic/"):]
-                sent = self.headers.get("Authorization")
-                self.send_response(200 if sent == f"Basic {token}" else 401)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            code = int(self.path.split("?")[0].strip("/"))
-            self.send_response(code)
-            self.send_header("Location", "/200")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-    http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
-listener = socket.socket()
-listener.bind(("127.0.0.1", port))
-if mode == "unaccepting":  # room for one connection, and never accepted
-    listener.listen(0)
-    time.sleep(3600)
-listener.listen(64)
-if mode == "drip":  # accepts, and sends a status line a byte every 0.3 s
-    while True:
-        connection = listener.accept()[0]
-        for byte in b"HTTP/1.1 200 OK\\r\\n\\r\\n":
-            time.sleep(0.3)
-            try:
-                connection.send(bytes([byte]))
-            except OSError:
-                break
-        connection.close()
-held = []
-while True:  # silent: accepts, holds, never answers
-    held.append(listener.accept()[0])
-"""
 
 
 @pytest.fixture
@@ -521,29 +198,6 @@ def serve(start: Start, tmp_path: Path) -> Callable[[str], subprocess.Popen[byte
         return start([*command, str(port)], dict(os.environ), port)
 
     return serve
-
-
-CELERY_APP = """
-import os
-from celery import Celery
-app = Celery("worker", broker=os.environ["BROKER_URL"])
-"""
-
-
-def celery_app(broker: str) -> Any:
-    """A Celery app on ``broker`` with the README's broker settings for a
-    health check: socket timeouts, and no retries."""
-    celery = pytest.importorskip("celery")
-    app = celery.Celery("probes", broker=broker)
-    app.conf.broker_transport_options = HEALTH_CHECK_BROKER
-    return app
-
-
-HEALTH_CHECK_BROKER = {
-    "socket_timeout": 0.3,
-    "socket_connect_timeout": 0.3,
-    "max_retries": 0,
-}
 
 
 @pytest.fixture
@@ -578,7 +232,3 @@ def celery_worker(
         yield worker
     finally:
         stop(worker)
-
-
-def broker_url(redis_server: subprocess.Popen[bytes]) -> str:
-    return f"redis://:{PASSWORD}@127.0.0.1:{server_port(redis_server)}/0"

@@ -1,4 +1,5 @@
-"""The 1.0 API and the decorator API: routes, payloads, fields, auth, factory."""
+"""The 1.0 API and the decorator API: routes, payloads, fields, auth (the
+authenticator comes before every route, query and format), factory."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ import pytest
 from flask import Flask
 from flask import abort
 from flask import jsonify
+from flask import request
 from flask.testing import FlaskClient
+from helpers import build_readyz
+from helpers import warnings
 
 from flask_status import FlaskStatus
+
+HEALTH = {"Accept": "application/health+json"}
 
 
 def test_default_route(app: Flask, client: FlaskClient) -> None:
@@ -229,6 +235,43 @@ def test_authenticator_runs_before_any_check(app: Flask, client: FlaskClient) ->
     status.add_field("db", db)
     assert client.get("/api/status").status_code == 401
     assert calls == []
+
+
+def test_authenticator_runs_before_every_route_query_and_format(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+    seen: list[dict[str, Any]] = []
+    status = build_readyz(app, calls, per_check=True)
+
+    @status.auth
+    def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapper(**kwargs: Any) -> Any:
+            if request.headers.get("X-Token") != "s3cret":
+                abort(401)
+            seen.append(kwargs)
+            return view(**kwargs)
+
+        return wrapper
+
+    paths = [
+        "/readyz",
+        "/readyz?exclude=nope",
+        "/readyz?format=prometheus",
+        "/readyz?format=nope",
+        "/readyz/db",
+        "/readyz/anything",
+    ]
+    for path in paths:
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers=HEALTH).status_code == 401, path
+        assert client.head(path).status_code == 401, path
+    assert (calls, seen, warnings(caplog, app)) == ([], [], [])
+    token = {"X-Token": "s3cret"}
+    codes = [client.get(path, headers=token).status_code for path in paths]
+    assert codes == [503, 503, 200, 400, 200, 404]
+    assert seen == [{}, {}, {}, {}, {"key": "db"}, {"key": "anything"}]
 
 
 def test_authenticator_own_response_reaches_client(

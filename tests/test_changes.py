@@ -11,16 +11,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import StalledLogHandler
-from conftest import Switch
-from conftest import change
-from conftest import get
-from conftest import listener_failures
-from conftest import logged
-from conftest import timeless
-from conftest import wait_for
 from flask import Flask
 from flask import current_app
+from helpers import StalledLogHandler
+from helpers import Switch
+from helpers import change
+from helpers import get
+from helpers import listener_failures
+from helpers import logged
+from helpers import timeless
+from helpers import wait_for
 
 import flask_status
 from flask_status import FlaskStatus

@@ -9,12 +9,12 @@ import time
 from typing import Any
 
 import pytest
-from conftest import get
-from conftest import logged
 from flask import Flask
 from flask import current_app
 from flask import g
 from flask.testing import FlaskClient
+from helpers import get
+from helpers import logged
 
 from flask_status import FlaskStatus
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Gunicorn
-from conftest import http_get
+from servers import Gunicorn
+from servers import http_get
 
 SERVED = """
 from flask import Flask

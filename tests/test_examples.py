@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Start
-from conftest import StartsWith
-from conftest import free_port
-from conftest import http_get
 from flask.testing import FlaskClient
+from helpers import StartsWith
+from servers import Start
+from servers import free_port
+from servers import http_get
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # A database file that cannot be opened, and a refused connection: our reason

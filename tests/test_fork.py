@@ -19,13 +19,13 @@ from typing import Any
 from typing import Callable
 
 import pytest
-from conftest import Gunicorn
-from conftest import Start
-from conftest import free_port
-from conftest import get
-from conftest import http_get
 from flask import Flask
 from flask.testing import FlaskClient
+from helpers import get
+from servers import Gunicorn
+from servers import Start
+from servers import free_port
+from servers import http_get
 
 from flask_status import FlaskStatus
 

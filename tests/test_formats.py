@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 import pytest
-from conftest import build_readyz
-from conftest import prometheus
 from flask import Flask
 from flask.testing import FlaskClient
+from helpers import build_readyz
+from helpers import prometheus
 
 from flask_status import FlaskStatus
 

@@ -14,16 +14,16 @@ from typing import Any
 from typing import Callable
 
 import pytest
-from conftest import Gunicorn
-from conftest import Switch
-from conftest import get
-from conftest import http_get
-from conftest import logged
-from conftest import prometheus
-from conftest import wait_for
 from flask import Flask
 from flask import abort
 from flask import request
+from helpers import Switch
+from helpers import get
+from helpers import logged
+from helpers import prometheus
+from helpers import wait_for
+from servers import Gunicorn
+from servers import http_get
 
 from flask_status import FlaskStatus
 from flask_status import StatusChange

@@ -19,15 +19,15 @@ from typing import Any
 from typing import Callable
 
 import pytest
-from conftest import PASSWORD
-from conftest import Postgres
-from conftest import get
-from conftest import logged
-from conftest import prometheus
-from conftest import server_port
-from conftest import wait_for
 from flask import Flask
 from flask.testing import FlaskClient
+from helpers import get
+from helpers import logged
+from helpers import prometheus
+from helpers import wait_for
+from servers import PASSWORD
+from servers import Postgres
+from servers import server_port
 
 from flask_status import FlaskStatus
 from flask_status import StatusChange

@@ -13,14 +13,14 @@ import time
 from typing import Any
 from typing import Callable
 
-from conftest import StalledLogHandler
-from conftest import get
-from conftest import logged
-from conftest import status_threads
-from conftest import wait_for
 from flask import Flask
 from flask import current_app
 from flask.testing import FlaskClient
+from helpers import StalledLogHandler
+from helpers import get
+from helpers import logged
+from helpers import status_threads
+from helpers import wait_for
 
 from flask_status import FlaskStatus
 

@@ -11,10 +11,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Start
-from conftest import free_port
-from conftest import gunicorn_command
-from conftest import http_get
+from servers import Start
+from servers import free_port
+from servers import gunicorn_command
+from servers import http_get
 
 APP = textwrap.dedent(
     """\

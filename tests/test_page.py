@@ -15,11 +15,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import build_readyz
-from conftest import require
-from conftest import served
 from flask import Flask
 from flask.testing import FlaskClient
+from helpers import build_readyz
+from servers import require
+from servers import served
 
 from flask_status import FlaskStatus
 

@@ -16,12 +16,12 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import StartsWith
-from conftest import logged
 from flask import Flask
 from flask import jsonify
 from flask.json.provider import DefaultJSONProvider
 from flask.json.provider import JSONProvider
+from helpers import StartsWith
+from helpers import logged
 
 from flask_status import FlaskStatus
 

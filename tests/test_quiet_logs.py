@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Gunicorn
-from conftest import http_get
-from conftest import served
-from conftest import wait_for
 from flask import Flask
+from helpers import wait_for
+from servers import Gunicorn
+from servers import http_get
+from servers import served
 
 from flask_status import FlaskStatus
 

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Start
-from conftest import StartsWith
-from conftest import Switch
-from conftest import free_port
-from conftest import gunicorn_command
-from conftest import http_get
-from conftest import logged
 from flask import Flask
+from helpers import StartsWith
+from helpers import Switch
+from helpers import logged
+from servers import Start
+from servers import free_port
+from servers import gunicorn_command
+from servers import http_get
 
 from flask_status import FlaskStatus
 

@@ -1,8 +1,9 @@
 """The ready-made checks against real servers: PostgreSQL, SQLite, Redis, a
 Celery worker, an HTTP server and TCP listeners, each started on a free port
-of 127.0.0.1 and stopped by its PID (see conftest.py). Each check passes,
-fails for each cause it names, fails at its own timeout against a server that
-never answers, and leaves no connections behind."""
+of 127.0.0.1 and stopped by its PID (see servers.py, and the fixtures in
+conftest.py). Each check passes, fails for each cause it names, fails at its
+own timeout against a server that never answers, and leaves no connections
+behind."""
 
 from __future__ import annotations
 
@@ -24,18 +25,18 @@ from typing import Any
 from typing import Callable
 
 import pytest
-from conftest import HEALTH_CHECK_BROKER
-from conftest import PASSWORD
-from conftest import Postgres
-from conftest import StartsWith
-from conftest import broker_url
-from conftest import celery_app
-from conftest import free_port
-from conftest import get
-from conftest import server_port
-from conftest import stop
-from conftest import stop_postgres
 from flask import Flask
+from helpers import StartsWith
+from helpers import get
+from servers import HEALTH_CHECK_BROKER
+from servers import PASSWORD
+from servers import Postgres
+from servers import broker_url
+from servers import celery_app
+from servers import free_port
+from servers import server_port
+from servers import stop
+from servers import stop_postgres
 
 import flask_status
 from flask_status import FlaskStatus
@@ -365,7 +366,7 @@ def test_celery_check_fails_at_the_broker_socket_timeout_on_a_silent_broker(
     assert took >= HEALTH_CHECK_BROKER["socket_timeout"]
 
 
-# -- http_check and tcp_check: Python's own servers, as conftest starts them
+# -- http_check and tcp_check: Python's own servers (SERVER in servers.py)
 
 
 def test_http_check_shows_the_code_and_follows_no_redirect(

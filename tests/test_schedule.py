@@ -15,10 +15,10 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
-from conftest import get
-from conftest import wait_for
 from flask import Flask
 from flask.testing import FlaskClient
+from helpers import get
+from helpers import wait_for
 
 import flask_status
 from flask_status import FlaskStatus

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Gunicorn
-from conftest import StartsWith
-from conftest import gunicorn_command
-from conftest import stop
+from helpers import StartsWith
+from servers import Gunicorn
+from servers import gunicorn_command
+from servers import stop
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -16,18 +16,18 @@ from typing import Any
 from typing import Callable
 
 import pytest
-from conftest import Gunicorn
-from conftest import assert_pool_at_rest
-from conftest import get
-from conftest import http_get
-from conftest import logged
-from conftest import status_threads
-from conftest import wait_for
 from flask import Flask
 from flask import appcontext_pushed
 from flask import g
 from flask.ctx import _AppCtxGlobals
 from flask.testing import FlaskClient
+from helpers import assert_pool_at_rest
+from helpers import get
+from helpers import logged
+from helpers import status_threads
+from helpers import wait_for
+from servers import Gunicorn
+from servers import http_get
 
 import flask_status
 from flask_status import FlaskStatus

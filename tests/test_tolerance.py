@@ -9,12 +9,12 @@ import time
 from typing import Any
 
 import pytest
-from conftest import Switch
-from conftest import get
-from conftest import logged
-from conftest import prometheus
-from conftest import wait_for
 from flask import Flask
+from helpers import Switch
+from helpers import get
+from helpers import logged
+from helpers import prometheus
+from helpers import wait_for
 
 from flask_status import FlaskStatus
 from flask_status import StatusChange

@@ -1,0 +1,254 @@
+"""The servers the tests start, each on a free port of 127.0.0.1 and stopped
+by its PID: Redis, PostgreSQL, a Celery worker, small HTTP and TCP servers of
+Python's own, gunicorn and the development server; and what finds, starts,
+addresses and stops them. The fixtures that start them are in conftest.py."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from typing import Callable
+from typing import NamedTuple
+from typing import Protocol
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+# The fixtures ``start`` and ``gunicorn``, as the tests that take them see them.
+Start = Callable[[list[str], dict[str, str], int], "subprocess.Popen[bytes]"]
+
+
+class Gunicorn(Protocol):
+    def __call__(
+        self, source: str, *options: str
+    ) -> tuple[subprocess.Popen[bytes], int]: ...
+
+
+def require(command: str, package: str) -> str:
+    """The path of the program ``command``. Where it is missing the test is
+    skipped, with a reason naming the Debian package that brings it; in CI
+    (``CI=true``), which installs every one, that is a failure instead."""
+    found = shutil.which(command)
+    if found is None:
+        reason = (
+            f"{command} is not installed; apt-get install {package} to run this test."
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} CI must install it (see .ci/run).")
+        pytest.skip(reason)
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(
+    port: int, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """GET http://127.0.0.1:port/path: the status code and the body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def served(app: Flask) -> Iterator[int]:
+    """Serve ``app`` with the development server (werkzeug's, which logs each
+    request to the ``werkzeug`` logger) in a thread on 127.0.0.1; the port."""
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield server.port
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server by its PID: SIGTERM, then SIGKILL after 10 s."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def gunicorn_command(folder: Path) -> list[str]:
+    """The start of a command serving an app from ``folder`` with gunicorn.
+
+    Newer gunicorn releases (27, say) open a control socket, by default in
+    ``$XDG_RUNTIME_DIR`` or ``~/.gunicorn``, outside the clone and the
+    temporary folder: every test turns it off where gunicorn has it.
+    """
+    settings = importlib.import_module("gunicorn.config").KNOWN_SETTINGS
+    command = [sys.executable, "-m", "gunicorn", "--chdir", str(folder)]
+    if any(s.name == "control_socket_disable" for s in settings):
+        command.append("--no-control-socket")
+    return command
+
+
+# -- servers for the ready-made checks ---------------------------------------
+
+PASSWORD = "s3cret"  # of the Redis and PostgreSQL servers the tests start
+
+
+def server_port(process: subprocess.Popen[bytes]) -> int:
+    """The port a process from the fixtures ``redis_server`` and ``postgres``
+    listens on."""
+    args = list(process.args)  # type: ignore[arg-type]
+    return int(str(args[args.index("--port") + 1]))
+
+
+def postgres_bin() -> Path:
+    """The folder of PostgreSQL's programs: Debian keeps them off PATH, in
+    /usr/lib/postgresql/<version>/bin; elsewhere, where PATH finds them."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
+    )
+    if found:
+        return found[-1].parent
+    return Path(require("postgres", "postgresql")).parent
+
+
+class Postgres(NamedTuple):
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+
+def as_postgres() -> list[str]:
+    """What runs a command as the postgres user when the tests run as root,
+    which PostgreSQL refuses: setpriv execs it, so its PID is the program's
+    own."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+
+
+@contextlib.contextmanager
+def postgres_folder(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path``; as root, a temporary folder of the postgres user's
+    instead (pytest's are root's alone), removed afterwards."""
+    if not as_postgres():
+        yield tmp_path
+        return
+    home = Path(tempfile.mkdtemp(prefix="flask-status-pg-"))
+    try:
+        shutil.chown(home, "postgres")
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def stop_postgres(process: subprocess.Popen[bytes]) -> None:
+    """Stop PostgreSQL by its PID, at once: SIGINT is its fast shutdown,
+    which ends the sessions that SIGTERM would wait for."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGINT)
+    stop(process)
+
+
+def accepts_queries(url: str) -> bool:
+    """Whether the PostgreSQL server at ``url`` has started up."""
+    import psycopg
+
+    try:
+        psycopg.connect(url.replace("+psycopg", ""), connect_timeout=2).close()
+    except psycopg.OperationalError:  # still starting up
+        return False
+    return True
+
+
+# The small servers of Python's own that the fixture ``serve`` starts, by mode.
+SERVER = """
+import http.server, socket, sys, time
+mode, port = sys.argv[1], int(sys.argv[3])
+if mode == "http":
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path.startswith("/basic/"):  # 200 for that Authorization
+                token = self.path[len("/basic/"):]
+                sent = self.headers.get("Authorization")
+                self.send_response(200 if sent == f"Basic {token}" else 401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            code = int(self.path.split("?")[0].strip("/"))
+            self.send_response(code)
+            self.send_header("Location", "/200")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+listener = socket.socket()
+listener.bind(("127.0.0.1", port))
+if mode == "unaccepting":  # room for one connection, and never accepted
+    listener.listen(0)
+    time.sleep(3600)
+listener.listen(64)
+if mode == "drip":  # accepts, and sends a status line a byte every 0.3 s
+    while True:
+        connection = listener.accept()[0]
+        for byte in b"HTTP/1.1 200 OK\\r\\n\\r\\n":
+            time.sleep(0.3)
+            try:
+                connection.send(bytes([byte]))
+            except OSError:
+                break
+        connection.close()
+held = []
+while True:  # silent: accepts, holds, never answers
+    held.append(listener.accept()[0])
+"""
+
+# The Celery app of the worker that the fixture ``celery_worker`` starts.
+CELERY_APP = """
+import os
+from celery import Celery
+app = Celery("worker", broker=os.environ["BROKER_URL"])
+"""
+
+
+def celery_app(broker: str) -> Any:
+    """A Celery app on ``broker`` with the README's broker settings for a
+    health check: socket timeouts, and no retries."""
+    celery = pytest.importorskip("celery")
+    app = celery.Celery("probes", broker=broker)
+    app.conf.broker_transport_options = HEALTH_CHECK_BROKER
+    return app
+
+
+HEALTH_CHECK_BROKER = {
+    "socket_timeout": 0.3,
+    "socket_connect_timeout": 0.3,
+    "max_retries": 0,
+}
+
+
+def broker_url(redis_server: subprocess.Popen[bytes]) -> str:
+    return f"redis://:{PASSWORD}@127.0.0.1:{server_port(redis_server)}/0"
