@@ -19,12 +19,14 @@ returns ``False`` or outlasts its timeout. ``flask status`` runs the same
 checks from the command line.
 
 The module reads top to bottom as a status flows: the public API, whose
-view answers each request; the settings and their validators; the monitor,
+view answers each request; the settings, the check options and their
+validators, and the registry the engine reads them from; the monitor,
 where requests join runs of checks and runs settle, in transitions taken
-under one lock; the other tasks the worker threads run; the threads
-themselves, the scheduler and the fork handling; the payload, one writer
-per format; the filter that keeps probes out of access logs; the command
-line; and ready-made checks for the services an app depends on.
+under one lock; the log lines it writes; the listeners' queue and its
+delivery; the threads, the scheduler and the fork handling; the payload,
+one writer per format; the filter that keeps probes out of access logs;
+the command line; and ready-made checks for the services an app depends
+on.
 """
 
 from __future__ import annotations
@@ -1592,7 +1594,8 @@ class _Monitor:
         self.unknown: set[str] = set()  # excluded names already warned about
 
     def assert_counts(self) -> None:
-        """Assert the invariant of the counts (for the tests), at rest."""
+        """Assert the invariant of the counts, which holds whenever the lock
+        is free; tests/conftest.py checks it after each test."""
         with self.lock:
             states = [run.state for run in self.runs.values()]
             assert self.running == states.count(_State.RUNNING), self.running
@@ -2006,7 +2009,7 @@ def _worst(outcomes: Iterable[_Outcome]) -> str:
     return worst
 
 
-# -- log lines: what the engine says of runs, and how ---------------------------
+# -- log lines: what the engine says of runs, and how -------------------------
 
 
 class _Line(NamedTuple):
@@ -2059,7 +2062,7 @@ def _emit(
         app.logger.log(level, message, *args, exc_info=error)
 
 
-# -- the listeners: the changes they have yet to hear, and who tells them ------
+# -- the listeners: the changes they have yet to hear, and who tells them -----
 
 
 _MOST_CHANGES = 1000  # changes queued for slow listeners; older ones are dropped
