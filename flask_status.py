@@ -2979,7 +2979,9 @@ class _ReadyCheck:
         return f"<{self._what}>"
 
 
-def sql_check(target: Any, query: str = "SELECT 1") -> Callable[[], bool]:
+def sql_check(
+    target: Any, query: str = "SELECT 1", *, timeout: float = 0.5
+) -> Callable[[], bool]:
     """A check that runs ``query`` on a connection of its own, then gives the
     connection back (to the engine's pool, or closed) with no transaction
     left open; it shows ``true``.
@@ -2991,6 +2993,14 @@ def sql_check(target: Any, query: str = "SELECT 1") -> Callable[[], bool]:
     :param query: a query that reads, such as ``"SELECT 1"``. For SQLite,
         ``"SELECT count(*) FROM sqlite_master"`` reads the file, so it
         notices a lock that ``SELECT 1`` does not.
+    :param timeout: seconds the query may take, from when the check has its
+        connection. At that deadline the socket of a connection whose
+        DB-API object has ``fileno()`` (psycopg 3, psycopg2) is shut down,
+        so the query fails at once, even on a server that stopped, with
+        ``TimeoutError: the database did not answer within 0.5 s``; the
+        connection is discarded, never given back to the pool. Connecting
+        is bounded by the driver's ``connect_timeout``, and a connection
+        with no ``fileno()`` (sqlite3) by its own timeout, not by this.
 
     .. code-block:: python
 
@@ -3011,20 +3021,22 @@ def sql_check(target: Any, query: str = "SELECT 1") -> Callable[[], bool]:
     if not query.strip():
         raise ValueError(f"The query {query!r} is empty; give one such as 'SELECT 1'.")
     _not_a_class(target, "sql_check", "a SQLAlchemy Engine")
+    seconds = _seconds(timeout, "The timeout", "above")
     kind = type(target)
     if callable(getattr(kind, "connect", None)):  # an Engine
-        probe = functools.partial(_sql_engine, lambda: target, query)
+        probe = functools.partial(_sql_engine, lambda: target, query, seconds)
     elif hasattr(kind, "engine"):  # Flask-SQLAlchemy: .engine needs an app context
-        probe = functools.partial(_sql_engine, lambda: target.engine, query)
+        probe = functools.partial(_sql_engine, lambda: target.engine, query, seconds)
     elif callable(target):
         _connects_with_no_arguments(target)
-        probe = functools.partial(_sql_dbapi, target, query)
+        probe = functools.partial(_sql_dbapi, target, query, seconds)
     else:
         raise TypeError(
             f"sql_check needs a SQLAlchemy Engine, a Flask-SQLAlchemy extension"
             f" or a callable returning a DB-API connection, not {target!r}."
         )
-    return _ReadyCheck(f"sql_check {query!r} on {target!r}", probe)
+    what = f"sql_check {query!r} on {target!r}, within {seconds:g} s"
+    return _ReadyCheck(what, probe)
 
 
 def _not_a_class(target: object, check: str, example: str) -> None:
@@ -3054,27 +3066,131 @@ def _connects_with_no_arguments(connect: Callable[..., Any]) -> None:
     )
 
 
-def _sql_engine(engine: Callable[[], Any], query: str) -> bool:
+def _sql_engine(engine: Callable[[], Any], query: str, seconds: float) -> bool:
     from sqlalchemy import text  # the app's own SQLAlchemy, only when checked
 
+    # pool_pre_ping's ping runs in connect(), before the deadline is armed
     with engine().connect() as connection:  # closing rolls back, gives it back
-        result = connection.execute(text(query))
-        if result.returns_rows:
-            result.fetchall()
+
+        def run() -> None:
+            result = connection.execute(text(query))
+            if result.returns_rows:
+                result.fetchall()
+
+        raw = getattr(connection.connection, "dbapi_connection", None)
+        _before_cutoff(raw, seconds, run, connection.invalidate)
     return True
 
 
-def _sql_dbapi(connect: Callable[[], Any], query: str) -> bool:
+def _sql_dbapi(connect: Callable[[], Any], query: str, seconds: float) -> bool:
     connection = connect()
-    try:
+
+    def run() -> None:
         cursor = connection.cursor()
         cursor.execute(query)
         if cursor.description is not None:
             cursor.fetchall()
         cursor.close()
+
+    try:
+        _before_cutoff(connection, seconds, run, lambda: None)  # closed anyway
     finally:
         connection.close()  # unfinished transactions are discarded
     return True
+
+
+def _before_cutoff(
+    connection: Any,
+    seconds: float,
+    run: Callable[[], None],
+    discard: Callable[[], None],
+) -> None:
+    """``run()``, a query on the DB-API ``connection``, cut off after
+    ``seconds``: a failure after the cut is raised as a TimeoutError naming
+    the deadline. A connection that was cut is ``discard``-ed, also when
+    the cut landed just after a good answer: that answer stands, and the
+    check passes."""
+    cutoff = _Cutoff.arm(connection, seconds)
+    try:
+        run()
+    except BaseException as error:
+        cut = cutoff.disarm()
+        if cut:
+            discard()
+        if cut and isinstance(error, Exception):
+            message = f"the database did not answer within {seconds:g} s"
+            raise TimeoutError(message) from error
+        raise
+    if cutoff.disarm():
+        discard()
+
+
+class _Cutoff:
+    """The deadline of a query on a DB-API connection whose ``fileno()`` is
+    its socket. No client setting brings back a query to a server that
+    stopped (its kernel still acknowledges, so keepalives see it alive, and
+    it enforces no statement_timeout), and a driver's cancel waits for the
+    server too; but shutting the socket down wakes the driver at once, and
+    the query fails as a lost connection.
+
+    The check holds it while the query runs; the scheduler's thread holds
+    it weakly and calls :meth:`fire` at the deadline. Once disarmed and
+    dropped, its entry in the scheduler is dead and skipped. It works on a
+    duplicate of the socket's file descriptor, made in the check's thread,
+    so ``fire`` calls no driver method and cannot block the scheduler, and
+    cannot cut another socket that reuses a descriptor the driver closed."""
+
+    def __init__(self, connection: Any) -> None:
+        self._lock = threading.Lock()
+        self._socket: Any = _socket_of(connection)  # None: nothing to cut
+        self._cut = False
+
+    @classmethod
+    def arm(cls, connection: Any, seconds: float) -> _Cutoff:
+        """A cutoff for ``connection`` at ``seconds`` from now."""
+        cutoff = cls(connection)
+        if cutoff._socket is not None:
+            _scheduler._at(time.monotonic() + seconds, cls.fire, cutoff)
+        return cutoff
+
+    def fire(self) -> None:
+        """Shut the socket down, unless disarmed."""
+        import socket
+
+        with self._lock:
+            if self._socket is None:
+                return
+            with contextlib.suppress(OSError):  # not connected any more
+                self._socket.shutdown(socket.SHUT_RDWR)
+            self._cut = True
+
+    def disarm(self) -> bool:
+        """Never cut from now on; whether it was cut."""
+        with self._lock:
+            if self._socket is not None:
+                self._socket.close()  # the duplicate: the driver's stays open
+                self._socket = None
+            return self._cut
+
+
+def _socket_of(connection: Any) -> Any:
+    """A socket on a duplicate of the file descriptor of a DB-API
+    connection's ``fileno()``; None where it has none (sqlite3), is closed,
+    or it is no socket (or no file descriptor, as on Windows)."""
+    import socket
+
+    fileno = getattr(connection, "fileno", None)
+    if not callable(fileno):
+        return None
+    try:
+        duplicate = os.dup(fileno())
+    except Exception:  # closed, or not a file descriptor
+        return None
+    try:
+        return socket.socket(fileno=duplicate)
+    except OSError:  # no socket
+        os.close(duplicate)
+        return None
 
 
 def redis_check(client: Any) -> Callable[[], bool]:

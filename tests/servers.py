@@ -252,3 +252,27 @@ HEALTH_CHECK_BROKER = {
 
 def broker_url(redis_server: subprocess.Popen[bytes]) -> str:
     return f"redis://:{PASSWORD}@127.0.0.1:{server_port(redis_server)}/0"
+
+
+def children(pid: int) -> list[int]:
+    """The PIDs of ``pid``'s child processes, from /proc."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text()
+        found += [int(child) for child in text.split()]
+    return found
+
+
+@contextlib.contextmanager
+def frozen(process: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Stop a server and its child processes (PostgreSQL's backends) with
+    SIGSTOP, and let them go on with SIGCONT afterwards, whatever happens."""
+    pids = [process.pid, *children(process.pid)]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)

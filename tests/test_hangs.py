@@ -6,15 +6,10 @@ SIGSTOP. The late call's return counts no more."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from typing import Callable
 
@@ -27,6 +22,7 @@ from helpers import prometheus
 from helpers import wait_for
 from servers import PASSWORD
 from servers import Postgres
+from servers import frozen
 from servers import server_port
 
 from flask_status import FlaskStatus
@@ -215,30 +211,6 @@ def test_a_hung_cached_check_fails_after_fail_after_timeouts(
 
 
 # -- real servers, stopped with SIGSTOP: the client call hangs until SIGCONT
-
-
-def children(pid: int) -> list[int]:
-    """The PIDs of ``pid``'s child processes, from /proc."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text()
-        found += [int(child) for child in text.split()]
-    return found
-
-
-@contextlib.contextmanager
-def frozen(process: subprocess.Popen[bytes]) -> Iterator[None]:
-    """Stop a server and its child processes (PostgreSQL's backends) with
-    SIGSTOP, and let them go on with SIGCONT afterwards, whatever happens."""
-    pids = [process.pid, *children(process.pid)]
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
 
 
 def hang_of(app: Flask, check: Callable[[], object]) -> tuple[FlaskClient, Any]:

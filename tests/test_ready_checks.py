@@ -28,12 +28,14 @@ import pytest
 from flask import Flask
 from helpers import StartsWith
 from helpers import get
+from helpers import wait_for
 from servers import HEALTH_CHECK_BROKER
 from servers import PASSWORD
 from servers import Postgres
 from servers import broker_url
 from servers import celery_app
 from servers import free_port
+from servers import frozen
 from servers import server_port
 from servers import stop
 from servers import stop_postgres
@@ -125,7 +127,10 @@ def test_sql_check_passes_on_postgres_and_gives_its_connection_back(
     # one connection, idle (no transaction left open), back in the pool
     assert connections(postgres) == ["idle"]
     assert (db.pool.checkedin(), db.pool.checkedout()) == (1, 0)
-    assert repr(check) == f"<sql_check 'SELECT 1' on {db!r}>"  # SQLAlchemy's repr
+    time.sleep(0.6)  # past the deadlines of those queries, which answered
+    assert probe() == passed(True)  # on the same connection: none was cut
+    assert connections(postgres) == ["idle"]
+    assert repr(check) == f"<sql_check 'SELECT 1' on {db!r}, within 0.5 s>"
     assert PASSWORD not in repr(check)
 
 
@@ -172,6 +177,118 @@ def test_sql_check_fails_at_connect_timeout_on_a_server_that_never_answers(
     assert took >= 2  # connect_timeout is whole seconds, at least 2
 
 
+def test_sql_check_cuts_off_its_query_to_a_stopped_server_at_its_timeout(
+    app: Flask, postgres: Postgres
+) -> None:
+    db = engine(postgres.url)
+    # the field's timeout is longer, so the reason is the check's own
+    probe = endpoint(app, sql_check(db), timeout=5)
+    assert probe() == passed(True)  # a connection in the pool, for the next query
+    with frozen(postgres.process):
+        answer, took = timed(probe)
+    # no client setting brings this query back (docs/ready-checks.md#timeouts)
+    assert answer == failed("TimeoutError: the database did not answer within 0.5 s")
+    assert took < 3  # about 0.5 s
+    assert probe() == passed(True)  # the cut connection was discarded
+    wait_for(lambda: connections(postgres) == ["idle"], "the cut backend to end")
+    assert (db.pool.checkedin(), db.pool.checkedout()) == (1, 0)
+
+
+def test_sql_check_cuts_off_a_dbapi_connection_to_a_stopped_server(
+    app: Flask, postgres: Postgres
+) -> None:
+    psycopg = pytest.importorskip("psycopg")
+    dsn = postgres.url.replace("+psycopg", "")  # named probe, too
+    made: list[Any] = []
+    stop_after_connecting = False
+
+    def connect() -> Any:
+        made.append(psycopg.connect(dsn, connect_timeout=2))
+        if stop_after_connecting:  # a fresh connection, then the server hangs
+            server.enter_context(frozen(postgres.process))
+        return made[-1]
+
+    probe = endpoint(app, sql_check(connect, timeout=0.3), timeout=5)
+    assert probe() == passed(True)
+    with contextlib.ExitStack() as server:  # resumes the server, if stopped
+        stop_after_connecting = True
+        answer, took = timed(probe)
+        stop_after_connecting = False
+    assert answer == failed("TimeoutError: the database did not answer within 0.3 s")
+    assert took < 3  # about 0.3 s
+    assert len(made) == 2  # the server was stopped
+    assert probe() == passed(True)
+    assert [c.closed for c in made] == [True, True, True]
+    wait_for(lambda: connections(postgres) == [], "the cut backend to end")
+
+
+def test_sql_check_cuts_off_a_slow_query_and_discards_its_connection(
+    app: Flask, postgres: Postgres
+) -> None:
+    db = engine(postgres.url)
+    slow = sql_check(db, "SELECT pg_sleep(1)", timeout=0.3)
+    probe = endpoint(app, slow, timeout=5, url="/slow")
+    quick = endpoint(app, sql_check(db), url="/quick")
+    assert quick() == passed(True)
+    answer, took = timed(probe)
+    assert answer == failed("TimeoutError: the database did not answer within 0.3 s")
+    assert took < 1  # about 0.3 s
+    assert quick() == passed(True)  # on a new connection
+    # the cut one ends when its backend next writes, after the sleep
+    wait_for(lambda: connections(postgres) == ["idle"], "the cut backend to end")
+    assert repr(slow) == f"<sql_check 'SELECT pg_sleep(1)' on {db!r}, within 0.3 s>"
+
+
+class Socketed(sqlite3.Connection):
+    """A SQLite connection with a socket, as a server's client has, for
+    ``fileno()``; its SQL function ``after_the_cut()`` returns 1 once the
+    socket is shut down, as an answer may come just after the deadline's
+    cut."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ours, self.theirs = socket.socketpair()
+        self.create_function("after_the_cut", 0, self.after_the_cut)
+
+    def fileno(self) -> int:
+        return self.ours.fileno()
+
+    def after_the_cut(self) -> int:
+        self.theirs.settimeout(5)
+        return 1 if self.theirs.recv(1) == b"" else 0  # b"": shut down
+
+    def close(self) -> None:
+        super().close()
+        self.ours.close()
+        self.theirs.close()
+
+
+def test_sql_check_passes_on_an_answer_cut_just_after_but_keeps_no_connection(
+    tmp_path: Path,
+) -> None:
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    path = str(tmp_path / "app.sqlite3")
+    made: list[Socketed] = []
+
+    def connect() -> Socketed:
+        made.append(Socketed(path, check_same_thread=False))
+        return made[-1]
+
+    db = sqlalchemy.create_engine(f"sqlite:///{path}", creator=connect)
+    invalidated: list[object] = []
+    sqlalchemy.event.listen(db, "invalidate", lambda *a: invalidated.append(a[2]))
+    query = "SELECT after_the_cut()"
+    assert sql_check(db, query, timeout=0.1)() is True  # the answer stands
+    assert invalidated == [None]  # and its connection was closed, not pooled
+    with pytest.raises(sqlite3.ProgrammingError):  # closed: SQLite's words
+        made[0].execute("SELECT 1")
+    assert sql_check(db)() is True
+    assert len(made) == 2
+    assert sql_check(connect, query, timeout=0.1)() is True  # DB-API: closed
+    with pytest.raises(sqlite3.ProgrammingError):
+        made[2].execute("SELECT 1")
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on the SQLite file, as a writer committing
@@ -209,9 +326,8 @@ def test_sql_check_notices_a_locked_sqlite_file_by_reading_it(
     for connection in made:  # each closed, whether its query passed or not
         with pytest.raises(sqlite3.ProgrammingError):  # closed: SQLite's words
             connection.execute("SELECT 1")
-    assert (
-        repr(reads)
-        == f"<sql_check 'SELECT count(*) FROM sqlite_master' on {connect!r}>"
+    assert repr(reads) == (
+        f"<sql_check 'SELECT count(*) FROM sqlite_master' on {connect!r}, within 0.5 s>"
     )
 
 
@@ -493,6 +609,11 @@ def test_tcp_check_fails_at_its_timeout_when_connecting_hangs(
             f"TypeError: sql_check calls {sqlite3.connect!r} with no"
             " arguments, but it needs some (the database, at least); pass one"
             " that connects, such as lambda: sqlite3.connect('app.sqlite3').",
+        ),
+        (
+            lambda: sql_check(lambda: sqlite3.connect(":memory:"), timeout=-1),
+            "ValueError: The timeout -1 is out of range; give a finite number of"
+            " seconds above 0.",
         ),
         (
             lambda: redis_check(pytest.importorskip("redis").Redis),
