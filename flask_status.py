@@ -1236,8 +1236,12 @@ class _Streak:
         self.failures = 0  # failed runs in a row
         self.passes = 0  # passing runs in a row
 
-    def count(self, ok: bool, at: float, check: _Check) -> str | None:
-        """Count one run in; returns the status before it."""
+    def count(self, check: _Check, result: _Result) -> tuple[_Outcome, str | None]:
+        """Count one run in: its outcome, with the check's status as
+        ``fail_after`` and ``recover_after`` judge it, and the status
+        before."""
+        ok, value, reason, duration = result
+        at = time.time()
         old = self.status
         if ok:
             self.passes, self.failures = self.passes + 1, 0
@@ -1251,7 +1255,10 @@ class _Streak:
             )
         if new != old:
             self.status, self.since = new, at
-        return old
+        # The fields of _Outcome in order, made into one in C: the
+        # NamedTuple's own __new__ is a Python function, paid on every run.
+        fields = (ok, value, reason, at, duration, new, self.since, self.failures)
+        return tuple.__new__(_Outcome, fields), old
 
 
 class _Plan(NamedTuple):
@@ -1521,7 +1528,6 @@ class _Policy(NamedTuple):
     schedules: bool  # every= runs checks in the background, else on request
     reuses_forever: bool  # a run, once done, serves every later request
     counts_hangs: bool  # a late run counts as failed again each timeout
-    tolerates: bool  # fail_after and recover_after judge; else each run alone
     tells_listeners: bool
     logs_every_failure: bool  # whatever the log setting says
     logs_late_later: bool  # a worker logs a timeout, so no request waits for it
@@ -1531,19 +1537,18 @@ _SERVING = _Policy(
     schedules=True,
     reuses_forever=False,
     counts_hangs=True,
-    tolerates=True,
     tells_listeners=True,
     logs_every_failure=False,
     logs_late_later=True,
 )
-# One run of each check for every URL of the command; every failure logged
-# before the command prints (a timeout by the command's own thread, which
-# exits once it has printed); no schedule, tolerance or listeners.
+# One run of each check for every URL of the command, so each check's streak
+# counts that run alone; every failure logged before the command prints (a
+# timeout by the command's own thread, which exits once it has printed); no
+# schedule or listeners.
 _ONCE = _Policy(
     schedules=False,
     reuses_forever=True,
     counts_hangs=False,
-    tolerates=False,
     tells_listeners=False,
     logs_every_failure=True,
     logs_late_later=False,
@@ -1586,7 +1591,10 @@ class _Monitor:
         threads' locks, runs and workers did not come along."""
         self.lock = threading.Lock()
         self.runs: dict[str, _Run] = {}  # the latest run of each check
-        self.streaks: dict[str, _Streak] = {}  # each check's status over runs
+        # Each check's status over its runs, made by its first run.
+        self.streaks: collections.defaultdict[str, _Streak] = collections.defaultdict(
+            _Streak
+        )
         self.overall: dict[str, str] = {}  # each URL's status, for listeners
         self.running = 0
         self.backlog: collections.deque[tuple[Flask, _Run]] = collections.deque()
@@ -1829,7 +1837,7 @@ class _Monitor:
             if self.backlog:
                 then.tasks = self._admit_queued()
         run.move(state)
-        outcome, old = self._count(run.check, result)
+        outcome, old = self.streaks[run.check.key].count(run.check, result)
         run.outcome = outcome
         if outcome.status != old and self.policy.tells_listeners:
             then.notify = self._tell(run.check.key, old, outcome)
@@ -1862,26 +1870,6 @@ class _Monitor:
             then.next_run = run
         else:
             run.expires = now if late else now + check.cache
-
-    def _count(self, check: _Check, result: _Result) -> tuple[_Outcome, str | None]:
-        """Count a run into its check's streak: the run's outcome, with the
-        check's status as ``fail_after`` and ``recover_after`` judge it (or,
-        not tolerating, as the run alone says), and the status before."""
-        at = time.time()
-        ok, value, reason, duration = result
-        if not self.policy.tolerates:
-            status: str | None = "OK" if ok else check.failing
-            old, since, failures = None, at, int(not ok)
-        else:
-            streak = self.streaks.get(check.key)
-            if streak is None:
-                streak = self.streaks[check.key] = _Streak()
-            old = streak.count(ok, at, check)
-            status, since, failures = streak.status, streak.since, streak.failures
-        # The fields of _Outcome in order, made into one in C: the
-        # NamedTuple's own __new__ is a Python function, paid on every run.
-        fields = (ok, value, reason, at, duration, str(status), since, failures)
-        return tuple.__new__(_Outcome, fields), old
 
     def _tell(self, key: str, old: str | None, outcome: _Outcome) -> bool:
         """Queue for the listeners the change of a check's status from
