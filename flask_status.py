@@ -1157,10 +1157,10 @@ def _needs_no_arguments(key: str, func: Callable[..., Any]) -> None:
 #     expire  a run's deadline passed (or, for a late run, one more timeout)
 #     due     a scheduled run fell due
 #
-# _Monitor.carry_out then does what the _Then says, outside the lock, in the
-# one order its docstring states; nothing else calls the pool, the
-# scheduler, the log or the listeners for a monitor. A run moves through the
-# states of _State, along their moves only:
+# Whoever took the transition (a request, a worker, the scheduler) hands
+# the _Then to _Monitor.carry_out, which does it outside the lock, in the
+# one order its docstring states. A run moves through the states of _State,
+# along their moves only:
 #
 #     QUEUED --a worker is free--> RUNNING --its call returned--> DONE
 #        |                            |                            ^  ^
@@ -1909,18 +1909,22 @@ class _Monitor:
         groups'."""
         return [self.main, *self.registry.groups.values()]
 
-    def due(self, app: Flask, after: _Run) -> None:
+    def due(self, app: Flask, after: _Run) -> _Then | None:
         """Transition: the scheduled run that follows ``after`` is due,
-        unless a request restarted the schedule meanwhile. The scheduler
-        calls it, and carries it out."""
+        unless a request restarted the schedule meanwhile; None then."""
         with self.lock:
             if self.runs.get(after.check.key) is not after:
-                return
+                return None
             run = self.runs[after.check.key] = _Run(
                 self, after.check, time.monotonic(), after.outcome
             )
-            then = self._started(app, [run], True)  # nobody waits: spread
-        self.carry_out(app, then)
+            return self._started(app, [run], True)  # nobody waits: spread
+
+    def start_due(self, app: Flask, after: _Run) -> None:
+        """Carry out :meth:`due`: what the scheduler calls."""
+        then = self.due(app, after)
+        if then is not None:
+            self.carry_out(app, then)
 
     # What every transition leads to, done outside the lock.
 
@@ -2328,7 +2332,7 @@ class _Scheduler:
     def after(self, monitor: _Monitor, app: Flask, run: _Run) -> None:
         """Start the run that follows ``run`` when its interval has passed."""
         when = time.monotonic() + run.check.every
-        self._at(when, _Monitor.due, monitor, app, run)
+        self._at(when, _Monitor.start_due, monitor, app, run)
 
     def watch(self, monitor: _Monitor, app: Flask, run: _Run) -> None:
         """Give ``run`` up at its deadline if it has not settled by then,
@@ -2485,10 +2489,9 @@ def _object(names: dict[str, str], payload: dict[str, str]) -> str:
 
 def _write_json(report: _Report, parts: _Parts, details: bool) -> str:
     """The 1.0 payload: the message, then the fields; ``status`` says the
-    state unless all is well, and ``errors`` why checks failed."""
-    state = report.status
-    said = parts.message.get("status") if state == "OK" else None
-    status = said or f'"{state}"'
+    status unless all is well, and ``errors`` why checks failed."""
+    said = parts.message.get("status") if report.status == "OK" else None
+    status = said or f'"{report.status}"'
     if not details:
         return f'{{"status":{status}}}'
     payload = dict(parts.message)
@@ -2607,14 +2610,14 @@ def _write_html(report: _Report, parts: _Parts, details: bool) -> str:
     """A page for people: the URL and the status as a word and, with
     details, a table of the fields; ``?refresh=`` reloads it. Everything
     from the app is escaped."""
-    state, url = report.status, html.escape(report.url)
+    status, url = report.status, html.escape(report.url)
     seconds = _refresh()
     refresh = f'<meta http-equiv="refresh" content="{seconds}">\n' if seconds else ""
     table = _html_table(report, parts) if details else ""
     return (
-        f"{_PAGE_HEAD}{refresh}<title>{state} - {url}</title>\n{_PAGE_STYLE}"
-        f'</head>\n<body>\n<h1>{url}</h1>\n<p>Status: <strong class="{state}">'
-        f"{state}</strong></p>\n{table}</body>\n</html>\n"
+        f"{_PAGE_HEAD}{refresh}<title>{status} - {url}</title>\n{_PAGE_STYLE}"
+        f'</head>\n<body>\n<h1>{url}</h1>\n<p>Status: <strong class="{status}">'
+        f"{status}</strong></p>\n{table}</body>\n</html>\n"
     )
 
 
@@ -2642,19 +2645,19 @@ _CELLS = tuple(f'<td data-label="{name}">' for name in _COLUMNS[1:])
 
 
 def _html_row(key: str, value: str, outcome: _Outcome | None, reasons: bool) -> str:
-    """One row: the key, the state, the value as JSON text and, for a check,
-    how long its run took and since when its state holds (as health+json's
+    """One row: the key, the status, the value as JSON text and, for a check,
+    how long its run took and since when its status holds (as health+json's
     ``duration`` and ``since``).
     Each cell is labelled, for narrow screens, where rows become cards."""
-    state = duration = since = reason = ""
+    shown = duration = since = reason = ""
     if outcome is not None:
         word = outcome.status
-        state = f'<span class="{word}">{word}</span>'
+        shown = f'<span class="{word}">{word}</span>'
         duration = f"{outcome.duration * 1000:.3f} ms"
         at = _iso(outcome.since)
         since = f'<time datetime="{at}">{at.replace("T", " ")}</time>'
         reason = html.escape(outcome.reason) if outcome.reason else ""
-    cells = (state, f"<code>{html.escape(value)}</code>", duration, since, reason)
+    cells = (shown, f"<code>{html.escape(value)}</code>", duration, since, reason)
     row = "".join(
         [f"{td}{cell}</td>" for td, cell in zip(_CELLS[: 4 + reasons], cells)]
     )
