@@ -1261,11 +1261,14 @@ class _Streak:
         return tuple.__new__(_Outcome, fields), old
 
 
-class _Plan(NamedTuple):
+class _Plan:
     """The fields a request shows, in order, and its checks among them."""
 
-    fields: list[_Field]
-    checks: list[_Check]
+    __slots__ = ("checks", "fields")
+
+    def __init__(self, fields: list[_Field], checks: list[_Check]) -> None:
+        self.fields = fields
+        self.checks = checks
 
     @classmethod
     def of(cls, fields: list[_Field], checks: dict[str, _Check]) -> _Plan:
@@ -1273,13 +1276,22 @@ class _Plan(NamedTuple):
         return cls(fields, [checks[f.key] for f in fields if f.is_check])
 
 
-class _Report(NamedTuple):
+class _Report:
     """The fields of one response with their outcomes (None: static)."""
 
-    url: str
-    status: str  # "OK", "WARN" or "FAIL"
-    entries: list[tuple[_Field, _Outcome | None]]
-    show_errors: bool
+    __slots__ = ("entries", "show_errors", "status", "url")
+
+    def __init__(
+        self,
+        url: str,
+        status: str,  # "OK", "WARN" or "FAIL"
+        entries: list[tuple[_Field, _Outcome | None]],
+        show_errors: bool,
+    ) -> None:
+        self.url = url
+        self.status = status
+        self.entries = entries
+        self.show_errors = show_errors
 
     @property
     def code(self) -> int:
@@ -1521,16 +1533,37 @@ class _Then:
     notify = False  # start delivering queued changes to the listeners
 
 
-class _Policy(NamedTuple):
+class _Policy:
     """What differs between a monitor that serves an app's requests and
-    the one that a ``flask status`` command runs once."""
+    the one that a ``flask status`` command runs once. (A plain class, as
+    are the records below that need not be tuples: a NamedTuple costs
+    about 0.15 ms to define, paid by every process that imports this.)"""
 
-    schedules: bool  # every= runs checks in the background, else on request
-    reuses_forever: bool  # a run, once done, serves every later request
-    counts_hangs: bool  # a late run counts as failed again each timeout
-    tells_listeners: bool
-    logs_every_failure: bool  # whatever the log setting says
-    logs_late_later: bool  # a worker logs a timeout, so no request waits for it
+    __slots__ = (
+        "counts_hangs",
+        "logs_every_failure",
+        "logs_late_later",
+        "reuses_forever",
+        "schedules",
+        "tells_listeners",
+    )
+
+    def __init__(
+        self,
+        *,
+        schedules: bool,
+        reuses_forever: bool,
+        counts_hangs: bool,
+        tells_listeners: bool,
+        logs_every_failure: bool,
+        logs_late_later: bool,
+    ) -> None:
+        self.schedules = schedules  # every= runs checks in the background
+        self.reuses_forever = reuses_forever  # a done run serves every request
+        self.counts_hangs = counts_hangs  # a late run fails again each timeout
+        self.tells_listeners = tells_listeners
+        self.logs_every_failure = logs_every_failure  # whatever the settings say
+        self.logs_late_later = logs_late_later  # a worker logs a timeout
 
 
 _SERVING = _Policy(
@@ -2004,14 +2037,23 @@ def _worst(outcomes: Iterable[_Outcome]) -> str:
 # -- log lines: what the engine says of runs, and how -------------------------
 
 
-class _Line(NamedTuple):
+class _Line:
     """A line for ``app.logger``: its level, message and arguments, and the
     error whose traceback it shows."""
 
-    level: int
-    message: str
-    args: tuple[Any, ...]
-    error: BaseException | None = None
+    __slots__ = ("args", "error", "level", "message")
+
+    def __init__(
+        self,
+        level: int,
+        message: str,
+        args: tuple[Any, ...],
+        error: BaseException | None = None,
+    ) -> None:
+        self.level = level
+        self.message = message
+        self.args = args
+        self.error = error
 
     def emit(self, app: Flask) -> None:
         _emit(app, self.level, self.message, *self.args, error=self.error)
@@ -2891,12 +2933,17 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
         raise SystemExit(1)
 
 
-class _Target(NamedTuple):
+class _Target:
     """What ``flask status`` runs for one URL: a group's fields, or one."""
 
-    status: FlaskStatus
-    group: _Group
-    key: str | None = None  # a per-check route's field
+    __slots__ = ("group", "key", "status")
+
+    def __init__(
+        self, status: FlaskStatus, group: _Group, key: str | None = None
+    ) -> None:
+        self.status = status
+        self.group = group
+        self.key = key  # a per-check route's field
 
     def fields(self, excluded: set[str]) -> list[_Field]:
         fields = self.group.select(self.status._registry.fields)
