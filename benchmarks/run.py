@@ -65,8 +65,8 @@ def trivial() -> bool:
     return True
 
 
-def checks(count: int) -> Checks:
-    return {f"check{n}": trivial for n in range(count)}
+def checks(count: int, check: Callable[[], Any] = trivial) -> Checks:
+    return {f"check{n}": check for n in range(count)}
 
 
 class Floor:
@@ -97,6 +97,18 @@ class Floor:
             latch.release()
 
 
+def add_static(app: Flask) -> None:
+    """/status/static, a message and static fields with no callables, and
+    /bare/static, the same payload from ``jsonify``."""
+    plain = FlaskStatus(app, url="/status/static", message=MESSAGE)
+    for key, value in STATIC.items():
+        plain.add_field(key, value)
+
+    @app.get("/bare/static")
+    def bare_static() -> Any:
+        return jsonify({**MESSAGE, **STATIC})
+
+
 def add_trivial(app: Flask, floor: Floor, name: str) -> None:
     """/status/<name>, /bare/<name> and /floor/<name>: the same payload for
     ``COUNTS[name]`` trivial checks, from flask-status, inline and the floor."""
@@ -121,11 +133,12 @@ def add_trivial(app: Flask, floor: Floor, name: str) -> None:
     app.add_url_rule(f"/floor/{name}", f"floor_{name}", floored)
 
 
-def add_scheduled(app: Flask) -> bool:
-    """/scheduled/five, five trivial checks run every ``EVERY`` s in the
-    background, and /bare/five-static, the same payload without calling them.
-    False, and no routes, if this flask_status has no ``every=``."""
-    batch = checks(5)
+def add_scheduled(app: Flask, check: Callable[[], Any] = trivial) -> bool:
+    """/scheduled/five, five trivial checks (``check``) run every ``EVERY`` s
+    in the background, and /bare/five-static, the same payload without
+    calling them. False, and no routes, if this flask_status has no
+    ``every=``."""
+    batch = checks(5, check)
     make: Any = FlaskStatus  # Any: every= is new, and may not be there yet
     status = make(url="/scheduled/five")
     try:  # every= for each check, as add_field(key, func, every=10) ...
@@ -151,15 +164,7 @@ def add_scheduled(app: Flask) -> bool:
 def build_app() -> Flask:
     """The app measured in this process."""
     app = Flask(__name__)
-
-    plain = FlaskStatus(app, url="/status/static", message=MESSAGE)
-    for key, value in STATIC.items():
-        plain.add_field(key, value)
-
-    @app.get("/bare/static")
-    def bare_static() -> Any:
-        return jsonify({**MESSAGE, **STATIC})
-
+    add_static(app)
     add_trivial(app, Floor(), "five")
 
     def sleeper() -> bool:

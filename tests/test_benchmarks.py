@@ -3,6 +3,7 @@ people, never asserted, since the machines are shared and noisy."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,34 @@ def test_quick_benchmark_prints_every_scenario() -> None:
         "| gunicorn 1x8, 3 trivial checks: req/s vs the floor",
         "| gunicorn 1x8, 5 scheduled checks: req/s vs bare",
     ]
+
+
+def test_callgrind_counts_calls_of_every_scenario_without_valgrind(
+    tmp_path: Path,
+) -> None:
+    """With no valgrind on the PATH the counting script says so, skips the
+    instructions and still counts every scenario's Python calls."""
+    script = ROOT / "benchmarks" / "callgrind.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--n", "5", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=180,
+        env={**os.environ, "PATH": str(tmp_path)},
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("valgrind is not installed")
+    rows = [line.split(" | ") for line in lines if line.startswith("| ")]
+    assert [row[0] for row in rows] == [
+        "| scenario",
+        "| bare static: jsonify, 2 fields",
+        "| flask-status, 0 checks (2 static fields)",
+        "| bare: 5 trivial checks called inline",
+        "| the floor: 5 trivial checks in one thread",
+        "| flask-status, 5 trivial checks on request",
+        "| bare static: jsonify, 5 fields",
+        "| flask-status, 5 scheduled checks",
+    ]
+    assert all(row[1][0].isdigit() and row[2] == "-" for row in rows[1:])
+    assert any(line.startswith("import flask_status on top of flask") for line in lines)
