@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime
 import functools
 import inspect
+import sys
 import threading
+import typing
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from flask.json.provider import DefaultJSONProvider
 import flask_status
 from flask_status import FlaskStatus
 
+HAS_OVERLOADS = sys.version_info >= (3, 11)  # typing.get_overloads
 MAX = f"(threading.TIMEOUT_MAX, {threading.TIMEOUT_MAX:.0f})"
 NOT_JSON = (
     "cannot be encoded as JSON; use a str, int, finite float, bool, None, or a"
@@ -475,6 +478,26 @@ def test_every_setting_is_a_keyword_a_field_and_documented() -> None:
         assert f":param {setting.name}:" in doc
         assert f"``{setting.key}``" in doc
         assert f"| `{setting.name}` | `{setting.key}` |" in readme
+
+
+def test_every_check_option_is_a_keyword_a_field_and_documented() -> None:
+    """A check option lives in _CHECK_OPTIONS, _CheckOptions, the signatures
+    and docstrings of add_field and of field's overload, and _Check: one
+    left out is an option half-added."""
+    names = [o.name for o in flask_status._CHECK_OPTIONS]
+    assert tuple(names) == flask_status._CheckOptions._fields
+    assert set(names) <= set(flask_status._Check._fields) | {"critical"}
+    added = inspect.signature(FlaskStatus.add_field).parameters
+    assert [n for n in added if n not in ("self", "key", "value")] == names
+    overloads = typing.get_overloads(FlaskStatus.field) if HAS_OVERLOADS else []
+    for overload in overloads[1:]:  # the decorator factory's
+        parameters = inspect.signature(overload).parameters
+        assert [n for n in parameters if n not in ("self", "name")] == names
+    add_doc = inspect.getdoc(FlaskStatus.add_field) or ""
+    field_doc = inspect.getdoc(FlaskStatus.field) or ""
+    for name in names:
+        assert f":param {name}:" in add_doc
+        assert f"``{name}``" in field_doc
 
 
 def test_a_key_that_cannot_be_utf_8_is_refused(app: Flask) -> None:
