@@ -921,12 +921,6 @@ def _interval(value: object, what: str) -> float:
     return _seconds(value, what, "from")
 
 
-def _optional(
-    validate: Callable[[object, str], T], value: object, what: str
-) -> T | None:
-    return None if value is None else validate(value, what)
-
-
 def _bool(value: object, what: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(
