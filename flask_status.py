@@ -1192,6 +1192,16 @@ _State.LATE.moves = (
 )
 _State.DONE.moves = ()
 
+# The members again, as globals for the hot paths: reading an attribute of
+# an Enum class costs about ten times what reading a global does, as its
+# metaclass keeps the interpreter from caching the lookup.
+_QUEUED, _RUNNING, _LATE, _DONE = (
+    _State.QUEUED,
+    _State.RUNNING,
+    _State.LATE,
+    _State.DONE,
+)
+
 
 class _Outcome(NamedTuple):
     """What one run of a check came to, as its check's status counted it;
@@ -1315,7 +1325,7 @@ class _Latch:
 
     def wait(self, seconds: float) -> bool:
         """Whether the latch opened within ``seconds``."""
-        return self._gate.acquire(timeout=max(0.0, seconds))
+        return self._gate.acquire(True, max(0.0, seconds))
 
 
 def _counted_down(latches: Iterable[_Latch]) -> list[_Latch]:
@@ -1328,18 +1338,44 @@ def _counted_down(latches: Iterable[_Latch]) -> list[_Latch]:
     return opened
 
 
-class _Check(NamedTuple):
+class _Check:
     """A registered check with its options resolved against one monitor's
-    settings: made once for each monitor and set of fields, not per run."""
+    settings: made once for each monitor and set of fields, not per run.
+    A class with ``__slots__``, not a NamedTuple: runs read its fields
+    often, and Python 3.11 reads a NamedTuple's field through a descriptor
+    it cannot specialize, at several times the cost of a slot."""
 
-    key: str
-    call: Callable[[], Any]
-    failing: str  # its status when it fails: "FAIL", or "WARN" if not critical
-    timeout: float
-    cache: float  # seconds a result is reused
-    every: float  # seconds between scheduled runs; 0 runs it on request
-    fail_after: int
-    recover_after: int
+    __slots__ = (
+        "cache",
+        "call",
+        "every",
+        "fail_after",
+        "failing",
+        "key",
+        "recover_after",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        call: Callable[[], Any],
+        failing: str,
+        timeout: float,
+        cache: float,
+        every: float,
+        fail_after: int,
+        recover_after: int,
+    ) -> None:
+        self.key = key
+        self.call = call
+        self.failing = failing  # its status when it fails: "FAIL", or "WARN"
+        self.timeout = timeout
+        self.cache = cache  # seconds a result is reused
+        self.every = every  # seconds between scheduled runs; 0: on request
+        self.fail_after = fail_after
+        self.recover_after = recover_after
 
     @classmethod
     def resolve(cls, field: _Field, settings: _Settings, policy: _Policy) -> _Check:
@@ -1394,7 +1430,7 @@ class _Run:
     ) -> None:
         self.monitor = monitor
         self.check = check
-        self.state = _State.QUEUED
+        self.state = _QUEUED
         self.started = now
         self.deadline = now + check.timeout
         self.counts_again = math.inf  # once late: when it counts as failed again
@@ -1488,7 +1524,7 @@ def _timed_out(run: _Run, still: str = "", until: float = 0.0) -> _Result:
     with ``still`` said while its call goes on; its duration is the time
     from its start to its deadline, or to ``until``, a later one."""
     reason = f"timed out after {run.check.timeout} s{still}"
-    if run.state is _State.QUEUED:
+    if run.state is _QUEUED:
         workers = run.monitor.settings.workers
         busy = "the only one was" if workers == 1 else f"all {workers} were"
         reason += f" waiting for a worker; {busy} busy"
@@ -1514,17 +1550,32 @@ def _describe(error: BaseException) -> str:
 class _Then:
     """What a transition decided must happen once the monitor's lock is
     released; :meth:`_Monitor.carry_out` does it. A transition sets only
-    what applies: the class holds the defaults."""
+    what applies. (Slots set in ``__init__``, not class defaults: Python
+    3.11 reads a default through the class, unspecialized, at several times
+    the cost of a slot, and carry_out reads all of them.)"""
 
-    tasks: Sequence[tuple[Flask, _Task]] = ()  # to hand to the pool
-    spread = False  # wake a worker for each task queued, not one
-    watch: Iterable[_Run] = ()  # runs to settle at their deadlines
-    next_run: _Run | None = None  # a scheduled run whose successor is due
-    line: _Line | None = None  # to log
-    log_later = False  # a worker logs the line: nobody waits for a handler
-    after_line: Sequence[_Latch] = ()  # to count down once the line is logged
-    opened: Sequence[_Latch] = ()  # to open: their requests may answer
-    notify = False  # start delivering queued changes to the listeners
+    __slots__ = (
+        "after_line",
+        "line",
+        "log_later",
+        "next_run",
+        "notify",
+        "opened",
+        "spread",
+        "tasks",
+        "watch",
+    )
+
+    def __init__(self) -> None:
+        self.tasks: Sequence[tuple[Flask, _Task]] = ()  # to hand to the pool
+        self.spread = False  # wake a worker for each task queued, not one
+        self.watch: Iterable[_Run] = ()  # runs to settle at their deadlines
+        self.next_run: _Run | None = None  # a scheduled run whose successor is due
+        self.line: _Line | None = None  # to log
+        self.log_later = False  # a worker logs the line: nobody waits for it
+        self.after_line: Sequence[_Latch] = ()  # to count down once it is logged
+        self.opened: Sequence[_Latch] = ()  # to open: their requests may answer
+        self.notify = False  # start delivering queued changes to the listeners
 
 
 class _Policy:
@@ -1633,11 +1684,11 @@ class _Monitor:
         is free; tests/conftest.py checks it after each test."""
         with self.lock:
             states = [run.state for run in self.runs.values()]
-            assert self.running == states.count(_State.RUNNING), self.running
+            assert self.running == states.count(_RUNNING), self.running
             assert self.running <= self.settings.workers
             queued = {id(run) for _, run in self.backlog}
             for run in self.runs.values():
-                assert run.state is not _State.QUEUED or id(run) in queued
+                assert run.state is not _QUEUED or id(run) in queued
 
     def checks(self) -> dict[str, _Check]:
         """Each registered check, resolved against this monitor's settings;
@@ -1683,7 +1734,7 @@ class _Monitor:
             self._wait(app, latch, waiting)
         for run in waiting:  # settled, else past a deadline: give it up
             outcome = run.outcome
-            if outcome is None or run.state is _State.LATE:
+            if outcome is None or run.state is _LATE:
                 outcome = self.settle_overdue(app, run)
             outcomes[run.check.key] = outcome
         return outcomes
@@ -1702,7 +1753,7 @@ class _Monitor:
             now = time.monotonic()
             for check in checks:
                 run = self.runs.get(check.key)
-                if run is None or (run.state is _State.DONE and now >= run.expires):
+                if run is None or (run.state is _DONE and now >= run.expires):
                     run = self._run_anew(check, run, now)
                     started.append(run)
                 outcome = run.shown(now)
@@ -1739,7 +1790,7 @@ class _Monitor:
         tasks: list[tuple[Flask, _Task]] = []
         for run in runs:
             if self.running < self.settings.workers:
-                run.move(_State.RUNNING)
+                run.move(_RUNNING)
                 self.running += 1
                 tasks.append((app, run))
             else:
@@ -1796,16 +1847,16 @@ class _Monitor:
         then = _Then()
         with self.lock:
             state = run.state
-            if state is _State.DONE:
+            if state is _DONE:
                 return then
             now = time.monotonic()
-            late = state is _State.LATE or now > run.deadline
-            if state is _State.RUNNING:
+            late = state is _LATE or now > run.deadline
+            if state is _RUNNING:
                 if late or result is None:
                     result, error = _timed_out(run), None
-                self._settle(run, result, error, _State.DONE, then)
+                self._settle(run, result, error, _DONE, then)
             else:  # late: its outcome no longer says it is still running
-                run.move(_State.DONE)
+                run.move(_DONE)
                 outcome = run.outcome
                 reason = str(outcome.reason).removesuffix(_STILL_RUNNING)  # type: ignore[union-attr]
                 run.outcome = outcome._replace(reason=reason)  # type: ignore[union-attr]
@@ -1822,12 +1873,10 @@ class _Monitor:
         with self.lock:
             now = time.monotonic()
             state = run.state
-            if state is _State.QUEUED:
-                self._settle(run, _timed_out(run), None, _State.DONE, then)
+            if state is _QUEUED:
+                self._settle(run, _timed_out(run), None, _DONE, then)
                 self._ended(run, now, True, then)
-            elif state is _State.RUNNING or (
-                state is _State.LATE and now >= run.counts_again
-            ):
+            elif state is _RUNNING or (state is _LATE and now >= run.counts_again):
                 self._count_late(run, now, then)
             else:  # done, or late and counted for this timeout already
                 return None
@@ -1838,11 +1887,11 @@ class _Monitor:
         timeout later; then when it counts again, the first such time
         still ahead, so that a hang seen only long after counts once, as
         one run would. A scheduled run's next count is watched."""
-        first = run.state is _State.RUNNING
+        first = run.state is _RUNNING
         then.spread = first  # its task may still wait in the pool's queue
         since = run.deadline if first else run.counts_again
         result = _timed_out(run, _STILL_RUNNING, since)
-        self._settle(run, result, None, _State.LATE, then)
+        self._settle(run, result, None, _LATE, then)
         if self.policy.counts_hangs:
             period = run.check.timeout
             run.counts_again = since + period * (1 + max(0.0, now - since) // period)
@@ -1859,7 +1908,7 @@ class _Monitor:
         """Move ``run`` to ``state`` with the outcome of ``result``; decide
         what to log and whom to tell, and count down the latches of the
         requests waiting, or leave that until the line is logged."""
-        if run.state is _State.RUNNING:  # its worker is free, for a queued run
+        if run.state is _RUNNING:  # its worker is free, for a queued run
             self.running -= 1
             if self.backlog:
                 then.tasks = self._admit_queued()
@@ -1882,7 +1931,7 @@ class _Monitor:
         now = time.monotonic()
         while self.backlog:
             app, run = self.backlog.popleft()
-            if run.state is _State.QUEUED and now < run.deadline:
+            if run.state is _QUEUED and now < run.deadline:
                 return self._admit(app, [run])
         return []
 
@@ -2341,7 +2390,7 @@ class _Pool:
                 if self._tasks:
                     return self._tasks.popleft()
                 self._parked.append(parked)
-            arriving = parked.acquire(timeout=self.idle)
+            arriving = parked.acquire(True, self.idle)
             if arriving:
                 continue  # woken: take a task, or park again if one took it
             with self._lock:
@@ -2373,7 +2422,7 @@ class _Scheduler:
     def watch(self, monitor: _Monitor, app: Flask, run: _Run) -> None:
         """Give ``run`` up at its deadline if it has not settled by then,
         and count it again at ``counts_again`` while it is late."""
-        when = run.deadline if run.state is not _State.LATE else run.counts_again
+        when = run.deadline if run.state is not _LATE else run.counts_again
         self._at(when, _Monitor.settle_overdue, monitor, app, run)
 
     def _at(self, when: float, method: Callable[..., Any], *objects: Any) -> None:

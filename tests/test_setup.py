@@ -486,7 +486,7 @@ def test_every_check_option_is_a_keyword_a_field_and_documented() -> None:
     left out is an option half-added."""
     names = [o.name for o in flask_status._CHECK_OPTIONS]
     assert tuple(names) == flask_status._CheckOptions._fields
-    assert set(names) <= set(flask_status._Check._fields) | {"critical"}
+    assert set(names) <= set(flask_status._Check.__slots__) | {"critical"}
     added = inspect.signature(FlaskStatus.add_field).parameters
     assert [n for n in added if n not in ("self", "key", "value")] == names
     overloads = typing.get_overloads(FlaskStatus.field) if HAS_OVERLOADS else []
