@@ -1756,7 +1756,9 @@ class _Monitor:
                 if run is None or (run.state is _DONE and now >= run.expires):
                     run = self._run_anew(check, run, now)
                     started.append(run)
-                outcome = run.shown(now)
+                    outcome = run.previous  # what shown() says of a new run
+                else:
+                    outcome = run.shown(now)
                 if outcome is not None:
                     known[check.key] = outcome
                     continue
