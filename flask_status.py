@@ -735,9 +735,10 @@ def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
 
     names = [setting.name.upper() for setting in _SETTINGS]
     for key in sorted(k for k in config if str(k).startswith("STATUS_")):
-        if key[len("STATUS_") :] in names:
+        name = key[len("STATUS_") :]
+        if name in names:
             continue
-        close = difflib.get_close_matches(key[len("STATUS_") :], names, n=1)
+        close = difflib.get_close_matches(name.upper(), names, n=1)
         hint = f"did you mean STATUS_{close[0]}?" if close else "the README lists them."
         warnings.warn(
             f"The config key {key!r} is no flask-status setting, so it does"
@@ -3006,7 +3007,8 @@ def _targets(app: Flask, url: str | None) -> dict[str, _Target]:
     if url is None:
         return every
     if "://" in url:  # a whole URL, as a probe would be given: its path
-        url = urllib.parse.urlsplit(url).path or "/"
+        parts = urllib.parse.urlsplit(url)  # a query stays, to be refused
+        url = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         url = _url(url, "The status URL")
     except ValueError as error:
@@ -3111,7 +3113,7 @@ def sql_check(
     elif hasattr(kind, "engine"):  # Flask-SQLAlchemy: .engine needs an app context
         probe = functools.partial(_sql_engine, lambda: target.engine, query, seconds)
     elif callable(target):
-        _connects_with_no_arguments(target)
+        _a_connect_function(target)
         probe = functools.partial(_sql_dbapi, target, query, seconds)
     else:
         raise TypeError(
@@ -3131,9 +3133,16 @@ def _not_a_class(target: object, check: str, example: str) -> None:
         )
 
 
-def _connects_with_no_arguments(connect: Callable[..., Any]) -> None:
-    """Refuse a DB-API connect callable that cannot be called with none,
-    such as a DB-API module's own ``connect``."""
+def _a_connect_function(connect: Callable[..., Any]) -> None:
+    """Refuse what is no DB-API connect callable taking no arguments: a
+    connection itself, or a callable that needs arguments, such as a
+    DB-API module's own ``connect``."""
+    if callable(getattr(connect, "cursor", None)):
+        raise TypeError(
+            f"sql_check needs a function that opens a connection, not the"
+            f" connection {connect!r}, which a failed check would leave broken;"
+            " pass one such as lambda: sqlite3.connect('app.sqlite3')."
+        )
     try:
         inspect.signature(connect).bind()
         return
@@ -3291,8 +3300,9 @@ def redis_check(client: Any) -> Callable[[], bool]:
 
         from flask_status import redis_check
 
-        # redis = Redis(socket_timeout=0.2, socket_connect_timeout=0.2,
-        #               retry=Retry(NoBackoff(), 0))
+        # redis: the app's redis.Redis client, made once at startup:
+        # Redis(socket_timeout=0.2, socket_connect_timeout=0.2,
+        #       retry=Retry(NoBackoff(), 0))
         status.add_field("cache", redis_check(redis), critical=False)
     """
     _not_a_class(client, "redis_check", "redis.Redis(host=...)")
@@ -3410,19 +3420,39 @@ class _HttpTarget(NamedTuple):
 
         if not isinstance(url, str):
             raise TypeError(f"The URL must be a string, not {url!r}.")
-        parts = urlsplit(url)
-        host = parts.netloc.rpartition("@")[2]
-        shown = url  # the password is shown nowhere, error messages included
-        if parts.password is not None:
-            shown = parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+        shown = _without_secrets(url)  # shown nowhere, error messages included
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # an unclosed [ of an IPv6 address: no host
+            _http_port(urlsplit(""), shown)
+            raise
+        if shown != url and "@" not in parts.netloc:
+            raise ValueError(
+                f"The URL {shown!r} has an @ outside its user name and password,"
+                " or a / ? or # inside them; percent-encode those characters,"
+                " as %2F for /."
+            )
         if any(c.isspace() or not c.isprintable() for c in url):
             raise ValueError(
                 f"The URL {shown!r} has a space or a control character, which no"
                 " request line can carry; percent-encode it, as %20 for a space."
             )
         port = _http_port(parts, shown)
+        host = parts.netloc.rpartition("@")[2]
         head = _http_head(parts, host)
         return cls(parts.scheme, str(parts.hostname), port, head, shown)
+
+
+def _without_secrets(url: str) -> str:
+    """``url`` with what stands between ``//`` and the last ``@`` hidden:
+    a password as ``user:***``, a user part alone (often a token) as
+    ``***``. The last ``@``, as a password may hold an unencoded one."""
+    scheme, slashes, rest = url.partition("//")
+    userinfo, at, after = rest.rpartition("@")
+    if not slashes or not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}//{user + ':***' if colon else '***'}@{after}"
 
 
 def _http_head(parts: Any, host: str) -> bytes:

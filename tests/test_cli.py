@@ -207,3 +207,15 @@ def test_a_whole_url_is_taken_for_its_path(app: Flask) -> None:
         1,
         '/readyz {"status":"FAIL","db":false}\n',
     )
+
+
+def test_a_whole_url_with_a_query_is_refused_as_a_path_with_one_is(app: Flask) -> None:
+    FlaskStatus(app, url="/readyz").add_field("db", lambda: True)
+    runner = app.test_cli_runner()
+    for url in ("http://127.0.0.1:8000/readyz?exclude=db", "/readyz?exclude=db"):
+        result = runner.invoke(args=["status", "--url", url])
+        assert result.exit_code == 2
+        assert (
+            "The status URL '/readyz?exclude=db' has a variable part, a query or a"
+            " fragment" in " ".join(result.output.split())
+        )

@@ -915,3 +915,42 @@ def test_memory_check_reads_a_v2_limit_and_the_lowest_above_it(
         "RuntimeError: 379.6 MB available in the memory limit of 536.9 MB, below"
         " the minimum of 90% (483.2 MB)"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://user:pa/ss@127.0.0.1:8080/", "http://user:***@127.0.0.1:8080/"),
+        ("http://user:p?ss@127.0.0.1/", "http://user:***@127.0.0.1/"),
+        ("http://host.internal:8080/a@b", "http://host.internal:***@b"),
+    ],
+)
+def test_a_password_that_breaks_the_url_is_refused_and_never_shown(
+    url: str, shown: str
+) -> None:
+    with pytest.raises(ValueError) as error:
+        http_check(url)
+    assert str(error.value) == (
+        f"The URL {shown!r} has an @ outside its user name and password, or a"
+        " / ? or # inside them; percent-encode those characters, as %2F for /."
+    )
+
+
+def test_a_user_part_alone_is_shown_as_stars() -> None:
+    check = http_check("http://s3cr3tToken@127.0.0.1:8080/livez")
+    assert (
+        repr(check)
+        == "<http_check GET http://***@127.0.0.1:8080/livez, expect 200-399>"
+    )
+
+
+def test_sql_check_refuses_a_connection_for_a_function_that_opens_one() -> None:
+    connection = sqlite3.connect(":memory:")
+    with pytest.raises(TypeError) as error:
+        sql_check(connection)
+    connection.close()
+    assert str(error.value) == (
+        f"sql_check needs a function that opens a connection, not the connection"
+        f" {connection!r}, which a failed check would leave broken; pass one such"
+        " as lambda: sqlite3.connect('app.sqlite3')."
+    )

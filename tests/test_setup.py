@@ -563,3 +563,15 @@ def test_known_status_config_keys_warn_of_nothing(app: Flask) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         FlaskStatus().init_app(app)
+
+
+def test_an_unknown_key_in_another_case_is_warned_about_with_its_setting(
+    app: Flask,
+) -> None:
+    app.config["STATUS_timeout"] = 0.3
+    with pytest.warns(UserWarning) as warned:
+        FlaskStatus(app)
+    assert [str(w.message) for w in warned] == [
+        "The config key 'STATUS_timeout' is no flask-status setting, so it does"
+        " nothing; did you mean STATUS_TIMEOUT?"
+    ]
