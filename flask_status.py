@@ -1663,6 +1663,7 @@ class _Monitor:
         # check resolved, and each URL's fields and checks.
         self._resolved: tuple[dict[str, _Field], dict[str, _Check]] = ({}, {})
         self._plans: dict[str, _Plan] = {}
+        self.schedules = False  # whether a check of the fields is scheduled
         self._reset()
 
     def _reset(self) -> None:
@@ -1703,6 +1704,7 @@ class _Monitor:
                 if field.is_check
             }
             self._resolved, self._plans = (fields, checks), {}
+            self.schedules = any(check.every for check in checks.values())
         return checks
 
     def plan(self, group: _Group) -> _Plan:
@@ -1784,7 +1786,8 @@ class _Monitor:
         then = _Then()
         then.tasks = self._admit(app, runs)
         then.spread = spread
-        then.watch = [run for run in runs if run.check.every]
+        if self.schedules:  # else no run to watch: spare the list
+            then.watch = [run for run in runs if run.check.every]
         return then
 
     def _admit(self, app: Flask, runs: list[_Run]) -> list[tuple[Flask, _Task]]:
@@ -2367,19 +2370,17 @@ class _Pool:
                     clean = False
                 # A failed check may leave a broken session or g behind: the
                 # tasks after it get a fresh context.
-                task = self._next(app) if clean else None
+                task = None
+                if clean:
+                    with self._lock:  # the next task, if it is for the same app
+                        if self._tasks and self._tasks[0][0] is app:
+                            task = self._tasks.popleft()[1]
         finally:
             try:
                 context.pop()
             except BaseException as error:  # the app's teardown hooks
                 message = "The application context of a status check failed to close."
                 _emit(app, logging.ERROR, message, error=error)
-
-    def _next(self, app: Flask) -> _Task | None:
-        with self._lock:
-            if self._tasks and self._tasks[0][0] is app:
-                return self._tasks.popleft()[1]
-        return None
 
     def _take(
         self, parked: threading.Lock, arriving: bool
