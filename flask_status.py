@@ -1042,8 +1042,7 @@ class _Field(NamedTuple):
         """Field ``key`` of ``value``, with the check options ``given``,
         each checked; a static value takes none."""
         if not callable(value):
-            named = [o.name for o in _CHECK_OPTIONS if given[o.name] != o.default]
-            if named:
+            if any(given[o.name] != o.default for o in _CHECK_OPTIONS):
                 names = [o.name for o in _CHECK_OPTIONS]
                 raise TypeError(
                     f"{', '.join(names[:-1])} and {names[-1]} apply to checks, but"
@@ -1220,8 +1219,8 @@ class _Outcome(NamedTuple):
 
 # What a call of a check came to, before its run counts it: whether it
 # passed, the JSON text of its result (or false), why it failed, and the
-# seconds it took. A plain tuple: two runs in three pass, and a NamedTuple
-# would cost a Python call each time.
+# seconds it took. A plain tuple: one is made on every run, and a
+# NamedTuple's __new__ would cost a Python call each time.
 _Result = tuple[bool, str, Union[str, None], float]
 
 
@@ -1677,6 +1676,9 @@ class _Monitor:
         )
         self.overall: dict[str, str] = {}  # each URL's status, for listeners
         self.running = 0
+        # Runs wait here for one of this monitor's workers rather than in the
+        # pool's queue: the pool serves every monitor of the process, and a
+        # run given up here never took a thread.
         self.backlog: collections.deque[tuple[Flask, _Run]] = collections.deque()
         self.changes = _Changes()
         self.unknown: set[str] = set()  # excluded names already warned about
