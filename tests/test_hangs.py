@@ -88,14 +88,22 @@ def listen(status: FlaskStatus) -> list[StatusChange]:
     return heard
 
 
+def hang_of(
+    app: Flask, check: Callable[[], object], **options: Any
+) -> tuple[FlaskClient, list[StatusChange]]:
+    """An endpoint whose ``db`` check is ``check``, with a timeout of 0.2 s
+    and ``options`` (failing after three timeouts unless they say else);
+    its client, and the changes its listener hears."""
+    status = FlaskStatus(app, timeout=0.2, show_errors=True)
+    status.add_field("db", check, **{"fail_after": 3, **options})
+    return app.test_client(), listen(status)
+
+
 def test_a_hung_check_on_request_fails_after_fail_after_timeouts(
     app: Flask, gate: threading.Event, caplog: pytest.LogCaptureFixture
 ) -> None:
     db = Hanging(gate)
-    status = FlaskStatus(app, timeout=0.2, show_errors=True)
-    status.add_field("db", db, fail_after=3)
-    heard = listen(status)
-    client = app.test_client()
+    client, heard = hang_of(app, db)
     assert get(client) == (200, {"status": "OK", "db": True})
     db.hang.set()
     started = time.monotonic()
@@ -125,9 +133,7 @@ def test_each_request_counts_at_most_one_more_failed_run(
     app: Flask, gate: threading.Event
 ) -> None:
     db = Hanging(gate)
-    status = FlaskStatus(app, timeout=0.2, show_errors=True)
-    status.add_field("db", db, fail_after=3)
-    client = app.test_client()
+    client, _ = hang_of(app, db)
     assert get(client) == (200, {"status": "OK", "db": True})
     db.hang.set()
     assert get(client) == (200, tolerated())  # waits out the deadline: 1
@@ -142,10 +148,7 @@ def test_the_late_call_returning_counts_no_more_and_a_fresh_run_follows(
     app: Flask, gate: threading.Event
 ) -> None:
     db = Hanging(gate)
-    status = FlaskStatus(app, timeout=0.2, show_errors=True)
-    status.add_field("db", db, fail_after=2)
-    heard = listen(status)
-    client = app.test_client()
+    client, heard = hang_of(app, db, fail_after=2)
     assert get(client) == (200, {"status": "OK", "db": True})
     db.hang.set()
     probe_until_failing(client)
@@ -170,10 +173,7 @@ def test_a_hung_scheduled_check_fails_without_requests(
 ) -> None:
     caplog.set_level(logging.INFO)
     db = Hanging(gate)
-    status = FlaskStatus(app, timeout=0.2, show_errors=True)
-    status.add_field("db", db, every=0.1, fail_after=3)
-    heard = listen(status)
-    client = app.test_client()
+    client, heard = hang_of(app, db, every=0.1)
     assert get(client) == (200, {"status": "OK", "db": True})
     db.hang.set()
     wait_for(lambda: len(heard) == 2, "the scheduler to count the hang as failing")
@@ -198,9 +198,7 @@ def test_a_hung_cached_check_fails_after_fail_after_timeouts(
     app: Flask, gate: threading.Event
 ) -> None:
     db = Hanging(gate)
-    status = FlaskStatus(app, timeout=0.2, show_errors=True)
-    status.add_field("db", db, cache=0.5, fail_after=3)
-    client = app.test_client()
+    client, _ = hang_of(app, db, cache=0.5)
     assert get(client) == (200, {"status": "OK", "db": True})
     db.hang.set()
     assert get(client) == (200, {"status": "OK", "db": True})  # cached
@@ -211,14 +209,6 @@ def test_a_hung_cached_check_fails_after_fail_after_timeouts(
 
 
 # -- real servers, stopped with SIGSTOP: the client call hangs until SIGCONT
-
-
-def hang_of(app: Flask, check: Callable[[], object]) -> tuple[FlaskClient, Any]:
-    """An endpoint whose ``db`` check is ``check``, failing after three
-    timeouts of 0.2 s; its client, and the changes its listener hears."""
-    status = FlaskStatus(app, timeout=0.2, show_errors=True)
-    status.add_field("db", check, fail_after=3)
-    return app.test_client(), listen(status)
 
 
 def test_a_redis_server_stopped_with_sigstop_turns_failing(
