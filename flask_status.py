@@ -58,6 +58,7 @@ from collections.abc import Coroutine
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import NamedTuple
 from typing import Protocol
@@ -74,6 +75,9 @@ from flask import current_app
 from flask import request
 from flask.cli import with_appcontext
 from flask.json.provider import DefaultJSONProvider
+
+if TYPE_CHECKING:  # imported when a store is used: see _Store
+    import sqlite3
 
 __version__ = "2.0.0"
 __all__ = [
@@ -163,6 +167,10 @@ class FlaskStatus:
     :param quiet_access_log: keep successful (2xx) requests to this
         instance's URLs out of the access logs of Flask's development server
         and of gunicorn [``STATUS_QUIET_ACCESS_LOG``, ``False``].
+    :param share: the path of a SQLite file that the app's processes on this
+        host share, so that each check runs once per host and every worker
+        answers the same; ``None`` keeps state per process
+        [``STATUS_SHARE``, ``None``]. See :doc:`workers`.
 
     .. code-block:: python
 
@@ -192,6 +200,7 @@ class FlaskStatus:
         per_check: bool | None = None,
         html: bool | None = None,
         quiet_access_log: bool | None = None,
+        share: str | os.PathLike[str] | None = None,
     ) -> None:
         given = dict(
             url=url,
@@ -207,6 +216,7 @@ class FlaskStatus:
             per_check=per_check,
             html=html,
             quiet_access_log=quiet_access_log,
+            share=share,
         )
         self._given = {
             s.name: s.validate(given[s.name], s.label)
@@ -240,7 +250,7 @@ class FlaskStatus:
             )
         _warn_unknown_keys(app.config)
         settings = _Settings(**{s.name: self._setting(app, s) for s in _SETTINGS})
-        monitor = _Monitor(registry, settings)
+        monitor = _Monitor(registry, settings, app.import_name)
         groups = monitor.groups()
         rules = _rules(app)
         for group in groups:  # each refused before any is routed
@@ -940,6 +950,24 @@ def _count(value: object, what: str) -> int:
     return value
 
 
+def _store_path(value: object, what: str) -> str:
+    """The shared store's path, made absolute; refused where another user
+    could write it. A file not there yet is made, readable by its owner
+    alone."""
+    if not isinstance(value, (str, os.PathLike)) or isinstance(value, bytes):
+        raise TypeError(
+            f"{what} must be the path of a SQLite file, as a str or a"
+            f" pathlib.Path, not {value!r}."
+        )
+    path = os.path.abspath(os.fspath(value))
+    if not os.path.basename(path) or path.startswith("file:"):
+        raise ValueError(f"{what} {path!r} must name a file, not a directory.")
+    _refuse_unsafe_store(path, what)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    return path
+
+
 _LOG_MODES = ("transitions", "every")
 
 
@@ -981,6 +1009,7 @@ _SETTINGS = (
     _Setting("per_check", "The per_check option", False, _bool),
     _Setting("html", "The html option", True, _bool),
     _Setting("quiet_access_log", "The quiet_access_log option", False, _bool),
+    _Setting("share", "The share option", None, _store_path),
 )
 
 
@@ -1002,6 +1031,7 @@ class _Settings(NamedTuple):
     per_check: bool
     html: bool
     quiet_access_log: bool
+    share: str | None  # the shared store's path
 
 
 # Every option of a check, each a keyword of add_field and field of the same
@@ -1264,6 +1294,15 @@ class _Streak:
         fields = (ok, value, reason, at, duration, new, self.since, self.failures)
         return tuple.__new__(_Outcome, fields), old
 
+    def shown(self, check: _Check, result: _Result) -> _Outcome:
+        """The outcome of a run that another process counts: the status
+        stays as it is (the failing one, if there is none yet)."""
+        ok, value, reason, duration = result
+        at = time.time()
+        status, since = self.status or check.failing, self.since or at
+        fields = (ok, value, reason, at, duration, status, since, self.failures)
+        return tuple.__new__(_Outcome, fields)
+
 
 class _Plan:
     """The fields a request shows, in order, and its checks among them."""
@@ -1283,7 +1322,7 @@ class _Plan:
 class _Report:
     """The fields of one response with their outcomes (None: static)."""
 
-    __slots__ = ("entries", "show_errors", "status", "url")
+    __slots__ = ("entries", "held", "history", "show_errors", "status", "url")
 
     def __init__(
         self,
@@ -1296,6 +1335,9 @@ class _Report:
         self.status = status
         self.entries = entries
         self.show_errors = show_errors
+        self.held: _Hold | None = None  # an operator's hold on the URL
+        # The checks' last status changes, for the page alone.
+        self.history: dict[str, list[_Change]] = {}
 
     @property
     def code(self) -> int:
@@ -1351,6 +1393,7 @@ class _Check:
         "every",
         "fail_after",
         "failing",
+        "ident",
         "key",
         "recover_after",
         "timeout",
@@ -1376,6 +1419,7 @@ class _Check:
         self.every = every  # seconds between scheduled runs; 0: on request
         self.fail_after = fail_after
         self.recover_after = recover_after
+        self.ident = ""  # its key in a shared store: see _Monitor.checks
 
     @classmethod
     def resolve(cls, field: _Field, settings: _Settings, policy: _Policy) -> _Check:
@@ -1413,12 +1457,14 @@ class _Run:
         "counts_again",
         "deadline",
         "expires",
+        "follows",
         "latches",
         "monitor",
         "outcome",
         "previous",
         "started",
         "state",
+        "token",
     )
 
     def __init__(
@@ -1438,6 +1484,11 @@ class _Run:
         self.outcome: _Outcome | None = None
         self.latches: list[_Latch] = []  # of the requests waiting for it
         self.expires = 0.0  # monotonic time from which a new run is due, once done
+        # With a shared store: the claim this process holds on the check
+        # while it runs it; or, following another process's run, that it
+        # counts nothing itself (that process counts, logs and tells).
+        self.token: str | None = None
+        self.follows = False
 
     def move(self, state: _State) -> None:
         if state not in self.state.moves:
@@ -1467,6 +1518,8 @@ class _Run:
         if self.outcome is not None:  # given up before a worker took it
             monitor.carry_out(app, monitor.finish(self, None))
             return True
+        if monitor.shares_runs and monitor.meet(app, self):
+            return True  # settled from the store: another process ran it
         start = time.monotonic()
         error: BaseException | None = None
         try:
@@ -1558,9 +1611,11 @@ class _Then:
         "after_line",
         "line",
         "log_later",
+        "next_at",
         "next_run",
         "notify",
         "opened",
+        "record",
         "spread",
         "tasks",
         "watch",
@@ -1571,11 +1626,13 @@ class _Then:
         self.spread = False  # wake a worker for each task queued, not one
         self.watch: Iterable[_Run] = ()  # runs to settle at their deadlines
         self.next_run: _Run | None = None  # a scheduled run whose successor is due
+        self.next_at = 0.0  # when, in monotonic time
         self.line: _Line | None = None  # to log
         self.log_later = False  # a worker logs the line: nobody waits for it
         self.after_line: Sequence[_Latch] = ()  # to count down once it is logged
         self.opened: Sequence[_Latch] = ()  # to open: their requests may answer
         self.notify = False  # start delivering queued changes to the listeners
+        self.record: _Record | None = None  # to write to the shared store
 
 
 class _Policy:
@@ -1590,6 +1647,7 @@ class _Policy:
         "logs_late_later",
         "reuses_forever",
         "schedules",
+        "shares_runs",
         "tells_listeners",
     )
 
@@ -1602,6 +1660,7 @@ class _Policy:
         tells_listeners: bool,
         logs_every_failure: bool,
         logs_late_later: bool,
+        shares_runs: bool,
     ) -> None:
         self.schedules = schedules  # every= runs checks in the background
         self.reuses_forever = reuses_forever  # a done run serves every request
@@ -1609,6 +1668,7 @@ class _Policy:
         self.tells_listeners = tells_listeners
         self.logs_every_failure = logs_every_failure  # whatever the settings say
         self.logs_late_later = logs_late_later  # a worker logs a timeout
+        self.shares_runs = shares_runs  # with a store, runs once per host
 
 
 _SERVING = _Policy(
@@ -1618,6 +1678,7 @@ _SERVING = _Policy(
     tells_listeners=True,
     logs_every_failure=False,
     logs_late_later=True,
+    shares_runs=True,
 )
 # One run of each check for every URL of the command, so each check's streak
 # counts that run alone; every failure logged before the command prints (a
@@ -1630,6 +1691,7 @@ _ONCE = _Policy(
     tells_listeners=False,
     logs_every_failure=True,
     logs_late_later=False,
+    shares_runs=False,
 )
 
 
@@ -1650,11 +1712,21 @@ class _Monitor:
     """
 
     def __init__(
-        self, registry: _Registry, settings: _Settings, policy: _Policy = _SERVING
+        self,
+        registry: _Registry,
+        settings: _Settings,
+        name: str,  # the app's import name
+        policy: _Policy = _SERVING,
     ) -> None:
         self.registry = registry
         self.settings = settings
+        self.name = name
         self.policy = policy
+        self.store = _store_at(settings.share) if settings.share else None
+        self.shares_runs = self.store is not None and policy.shares_runs
+        # Each URL's hold, by URL; with a store, as last read from it.
+        self.holds: dict[str, _Hold] = {}
+        self.idents: list[str] = []  # each check's key in the store
         self.logs_every_failure = policy.logs_every_failure or settings.log == "every"
         self.main = _Group(settings.url)  # the instance's own URL on this app
         self._parts: _Parts | None = None
@@ -1682,6 +1754,11 @@ class _Monitor:
         self.backlog: collections.deque[tuple[Flask, _Run]] = collections.deque()
         self.changes = _Changes()
         self.unknown: set[str] = set()  # excluded names already warned about
+        # Each check's last status changes, newest first, when no store has them.
+        self.history: collections.defaultdict[str, collections.deque[_Change]] = (
+            collections.defaultdict(lambda: collections.deque(maxlen=_HISTORY))
+        )
+        self.seen: dict[str, int] = {}  # each check's store row last adopted (seq)
 
     def assert_counts(self) -> None:
         """Assert the invariant of the counts, which holds whenever the lock
@@ -1707,7 +1784,15 @@ class _Monitor:
             }
             self._resolved, self._plans = (fields, checks), {}
             self.schedules = any(check.every for check in checks.values())
+            if self.store is not None:
+                for check in checks.values():
+                    check.ident = _check_ident(self.name, self.settings.url, check)
+                self.idents = [check.ident for check in checks.values()]
         return checks
+
+    def url_id(self, url: str, what: str = "status") -> str:
+        """The store's key of URL ``url``'s status, or its hold."""
+        return _digest(what, self.name, self.settings.url, url)
 
     def plan(self, group: _Group) -> _Plan:
         """The fields ``group``'s URL shows, and its checks among them;
@@ -1724,10 +1809,17 @@ class _Monitor:
     def report(self, app: Flask, url: str, plan: _Plan) -> _Report:
         """Join or start a run of each check of ``plan``, wait for them
         until their deadlines, and judge the status of ``url``."""
+        if self.store is not None:  # before the checks: the holds too
+            self.refresh(app)
         outcomes = self._outcomes(app, plan.checks) if plan.checks else {}
         entries = [(field, outcomes.get(field.key)) for field in plan.fields]
         status = _worst(outcomes.values())
-        return _Report(url, status, entries, self.settings.show_errors)
+        report = _Report(url, status, entries, self.settings.show_errors)
+        if self.holds:
+            report.held = self.held(app, url)
+            if report.held is not None:
+                report.status = "FAIL"
+        return report
 
     def _outcomes(self, app: Flask, checks: list[_Check]) -> dict[str, _Outcome]:
         if os.getpid() != _pid:
@@ -1914,19 +2006,35 @@ class _Monitor:
         then: _Then,
     ) -> None:
         """Move ``run`` to ``state`` with the outcome of ``result``; decide
-        what to log and whom to tell, and count down the latches of the
-        requests waiting, or leave that until the line is logged."""
+        what to log, whom to tell and what to write to the store."""
+        check = run.check
+        streak = self.streaks[check.key]
+        if run.follows:  # another process's run: it counts, logs and tells
+            self._place(run, streak.shown(check, result), state, then)
+            return
+        outcome, old = streak.count(check, result)
+        if outcome.status != old:
+            if old is not None:
+                change = _Change(outcome.at, old, outcome.status, outcome.reason)
+                self.history[check.key].appendleft(change)
+            if self.policy.tells_listeners:
+                then.notify = self._tell(check.key, old, outcome)
+        if not outcome.ok or old not in (None, "OK"):  # else nothing to log
+            then.line = _run_line(self, check, outcome, old, error)
+        if run.token is not None:
+            then.record = self._record(run, outcome, old, state is _DONE)
+        self._place(run, outcome, state, then)
+
+    def _place(self, run: _Run, outcome: _Outcome, state: _State, then: _Then) -> None:
+        """Move ``run`` to ``state`` with ``outcome``, and count down the
+        latches of the requests waiting, or leave that until the line is
+        logged."""
         if run.state is _RUNNING:  # its worker is free, for a queued run
             self.running -= 1
             if self.backlog:
                 then.tasks = self._admit_queued()
         run.move(state)
-        outcome, old = self.streaks[run.check.key].count(run.check, result)
         run.outcome = outcome
-        if outcome.status != old and self.policy.tells_listeners:
-            then.notify = self._tell(run.check.key, old, outcome)
-        if not outcome.ok or old not in (None, "OK"):  # else nothing to log
-            then.line = _run_line(self, run.check, outcome, old, error)
         latches, run.latches = run.latches, []
         if then.line is not None and not then.log_later:
             then.after_line = latches  # the responses come after the line
@@ -1944,14 +2052,15 @@ class _Monitor:
         return []
 
     def _ended(self, run: _Run, now: float, late: bool, then: _Then) -> None:
-        """``run`` is done: when the next run is due, and for a scheduled
-        check, that the scheduler starts it."""
+        """``run`` is done (its outcome made at ``now``, in monotonic time):
+        when the next run is due, and for a scheduled check, that the
+        scheduler starts it."""
         check = run.check
         if self.policy.reuses_forever:
             run.expires = math.inf  # every URL of the command reads this run
         elif check.every:  # until then the schedule runs; after, requests restart it
             run.expires = now + check.every + check.timeout + 1.0
-            then.next_run = run
+            then.next_run, then.next_at = run, now + check.every
         else:
             run.expires = now if late else now + check.cache
 
@@ -2010,6 +2119,214 @@ class _Monitor:
         if then is not None:
             self.carry_out(app, then)
 
+    # The shared store: what this process reads there, and how its runs
+    # meet the other processes' (see the store's section).
+
+    def refresh(self, app: Flask) -> None:
+        """Take what other processes wrote since the last look, if they
+        wrote anything: each check's latest outcome and the host's streak,
+        each URL's status and the holds."""
+        store = self.store
+        if store is None:
+            return
+        self.checks()  # the idents
+        urls = [group.url for group in self.groups()]
+        ids = [self.url_id(url) for url in urls]
+        holds = [self.url_id(url, "hold") for url in urls]
+        read = store.changed(app, self.idents, [*ids, *holds])
+        if read is None:
+            return
+        shared, statuses, held = read
+        if self.shares_runs:
+            with self.lock:
+                for url, url_id in zip(urls, ids):
+                    if url_id in statuses:
+                        self.overall[url] = statuses[url_id]
+                self._adopt_rows(shared)
+        for url, hold_id in zip(urls, holds):
+            self._hold_news(app, url, held.get(hold_id))
+
+    def _adopt_rows(self, shared: dict[str, _Shared]) -> None:
+        """Under the lock: each check's outcome that another process
+        recorded, unless a run of it is under way here."""
+        now, wall = time.monotonic(), time.time()
+        for key, check in self.checks().items():
+            row = shared.get(check.ident)
+            if row is None or row.outcome is None or row.seq <= self.seen.get(key, 0):
+                continue
+            run = self.runs.get(key)
+            if run is not None and run.state is not _DONE:
+                continue  # this process runs it, or follows who does
+            self._sync(key, row)
+            outcome = row.outcome
+            made = now - max(0.0, wall - outcome.at)  # in monotonic time
+            if run is None:
+                run = self.runs[key] = _Run(self, check, made)
+                run.state = _DONE  # made done: it never ran here
+                run.expires = made + (
+                    check.every + check.timeout + 1.0 if check.every else check.cache
+                )
+            elif not check.every:  # a scheduled one keeps its schedule here
+                run.expires = made + check.cache
+            run.outcome = outcome
+
+    def _sync(self, key: str, row: _Shared) -> None:
+        """Under the lock: check ``key``'s streak as the host counted it."""
+        self.seen[key] = row.seq
+        outcome = row.outcome
+        if outcome is None:
+            return
+        streak = self.streaks[key]
+        streak.status, streak.since = outcome.status, outcome.since
+        streak.failures, streak.passes = outcome.failures, row.passes
+
+    def meet(self, app: Flask, run: _Run) -> bool:
+        """In a worker, before ``run`` calls its check: claim the check in
+        the store. Whether the run settled from the store, taking the
+        outcome another process recorded; False: call the check here,
+        holding the claim (or alone, if the store failed)."""
+        store, check = cast(_Store, self.store), run.check
+        self.refresh(app)  # the host's streaks and URL statuses, to count on
+        fresh = check.every or check.cache
+        while True:
+            decided = store.claim(app, check.ident, check.timeout, fresh)
+            if decided is None:
+                return False
+            choice, row, token = decided
+            if choice is _Claim.RUN:
+                with self.lock:
+                    if row is not None:
+                        self._sync(check.key, row)
+                    run.token = token
+                return False
+            if choice is _Claim.FOLLOW:
+                row = self._follow(app, run, cast(_Shared, row))
+                if row is None:
+                    continue  # its owner died or hangs: claim it again
+            self.carry_out(app, self.adopt(run, cast(_Shared, row)))
+            return True
+
+    def _follow(self, app: Flask, run: _Run, row: _Shared) -> _Shared | None:
+        """Wait, until ``run``'s deadline, for the process that holds the
+        claim to record its outcome; that row, or None if it died or
+        outlasted one more timeout. At the deadline, ``run`` settles here
+        as timed out, counted by nobody: its owner counts its own."""
+        with self.lock:
+            run.follows = True
+        owner, seq = row.owner, row.seq
+        while time.monotonic() < run.deadline:
+            time.sleep(_FOLLOW_EVERY)
+            now = self.store.look(app, run.check.ident)  # type: ignore[union-attr]
+            if now is None:
+                break  # the store failed: settle here
+            if now.seq != seq:
+                return now
+            if now.token is None or now.owner != owner or not _exists(owner or 0):
+                with self.lock:
+                    run.follows = False
+                return None
+            if time.time() >= now.deadline + run.check.timeout:
+                with self.lock:
+                    run.follows = False
+                return None
+        self.carry_out(app, self.finish(run, _timed_out(run)))
+        return row  # settled: adopting it changes nothing more
+
+    def adopt(self, run: _Run, row: _Shared) -> _Then:
+        """Transition: ``run`` takes the outcome another process recorded,
+        and the host's streak; nothing is logged or told here."""
+        then = _Then()
+        with self.lock:
+            if run.state is _DONE or row.outcome is None:
+                return then
+            self._sync(run.check.key, row)
+            self._place(run, row.outcome, _DONE, then)
+            made = time.monotonic() - max(0.0, time.time() - row.outcome.at)
+            self._ended(run, made, False, then)
+        return then
+
+    def _record(
+        self, run: _Run, outcome: _Outcome, old: str | None, ends: bool
+    ) -> _Record:
+        """Under the lock: what the store gets of a run this process claimed."""
+        check = run.check
+        urls = []
+        if outcome.status != old:
+            urls = [(self.url_id(url), status) for url, status in self.overall.items()]
+        passes = self.streaks[check.key].passes
+        token = cast(str, run.token)
+        if ends:
+            run.token = None
+        changed = old if old != outcome.status else None
+        return _Record(check.ident, token, outcome, passes, ends, changed, urls)
+
+    def _write(self, app: Flask, record: _Record) -> None:
+        self.store.record(app, record)  # type: ignore[union-attr]
+
+    # The hold: an operator's, set here or by another process.
+
+    def hold(self, app: Flask, url: str, hold: _Hold | None, tell: bool = True) -> bool:
+        """Hold ``url`` (None: release it): in the store, for every process,
+        and here. Whether the store took it (True without a store)."""
+        taken = True
+        if self.store is not None:
+            taken = self.store.hold(app, self.url_id(url, "hold"), hold)
+        if tell:
+            self._hold_news(app, url, hold)
+        return taken
+
+    def held(self, app: Flask, url: str) -> _Hold | None:
+        """The hold on ``url`` now; one that ran out ends here."""
+        hold = self.holds.get(url)
+        if hold is None or hold.active(time.time()):
+            return hold
+        self._hold_news(app, url, hold)
+        return None
+
+    def _hold_news(self, app: Flask, url: str, hold: _Hold | None) -> None:
+        """Take ``hold`` as ``url``'s; if it starts or ends one, log it and
+        tell the listeners, once per host."""
+        now = time.time()
+        with self.lock:
+            before = self.holds.get(url)
+            if hold is not None and hold.active(now):
+                self.holds[url] = hold
+            else:
+                self.holds.pop(url, None)
+            starts = url in self.holds and (before is None or before != hold)
+            ends = before is not None and url not in self.holds
+            overall = self.overall.get(url) or "OK"
+        if not (starts or ends):
+            return
+        told = hold if starts else before
+        if self.store is not None and not self.store.tell_once(
+            app, self.url_id(url, "hold"), told, 1 if starts else 2
+        ):
+            return
+        if starts:
+            said = cast(_Hold, hold).said()
+            _emit(app, logging.WARNING, "%s is %s", url, said, error=None)
+            change = StatusChange(url, None, overall, "FAIL", said, now)
+        else:
+            _emit(app, logging.INFO, "%s is held no more.", url, error=None)
+            change = StatusChange(url, None, "FAIL", overall, None, now)
+        listens = self.policy.tells_listeners and self.registry.listeners
+        if listens and self.changes.add([change]):
+            _pool.submit([(app, _Notice(self.changes, self.registry, url))])
+
+    def changes_of(self, app: Flask, keys: Iterable[str]) -> dict[str, list[_Change]]:
+        """The last status changes of checks ``keys``, newest first: the
+        host's from the store, else this process's."""
+        checks = self.checks()
+        keys = [key for key in keys if key in checks]
+        if self.store is not None:
+            ids = {checks[key].ident: key for key in keys}
+            shared = self.store.history(app, list(ids))
+            if shared is not None:
+                return {ids[i]: changes for i, changes in shared.items()}
+        with self.lock:
+            return {key: list(self.history[key]) for key in keys if key in self.history}
+
     # What every transition leads to, done outside the lock.
 
     def carry_out(self, app: Flask, then: _Then) -> None:
@@ -2017,13 +2334,14 @@ class _Monitor:
         runs to the pool, so they start at once; have the scheduler watch
         deadlines and start the next scheduled run; log the line; open the
         latches, those waiting for the line once it is written, so that
-        responses come after it; and start telling the listeners."""
+        responses come after it; write the run to the shared store; and
+        start telling the listeners."""
         if then.tasks or then.spread:
             _pool.submit(then.tasks, then.spread)
         for run in then.watch:
             _scheduler.watch(self, app, run)
         if then.next_run is not None:
-            _scheduler.after(self, app, then.next_run)
+            _scheduler.after(self, app, then.next_run, then.next_at)
         if then.line is not None:
             if then.log_later:
                 _pool.submit([(app, _Call(functools.partial(then.line.emit, app)))])
@@ -2035,6 +2353,12 @@ class _Monitor:
                 opened = _counted_down(then.after_line)
         for latch in opened:
             latch.open()
+        if then.record is not None:  # after the responses: they need not wait
+            if then.log_later:  # a request's thread: no wait for the store's lock
+                write = functools.partial(self._write, app, then.record)
+                _pool.submit([(app, _Call(write))])
+            else:
+                self._write(app, then.record)
         if then.notify:
             _pool.submit(
                 [(app, _Notice(self.changes, self.registry, self.settings.url))]
@@ -2420,9 +2744,8 @@ class _Scheduler:
         self._prune_at = 64  # heap size at which dead entries are dropped
         self._running = False
 
-    def after(self, monitor: _Monitor, app: Flask, run: _Run) -> None:
-        """Start the run that follows ``run`` when its interval has passed."""
-        when = time.monotonic() + run.check.every
+    def after(self, monitor: _Monitor, app: Flask, run: _Run, when: float) -> None:
+        """Start the run that follows ``run`` at ``when``, in monotonic time."""
         self._at(when, _Monitor.start_due, monitor, app, run)
 
     def watch(self, monitor: _Monitor, app: Flask, run: _Run) -> None:
@@ -2511,6 +2834,599 @@ def _check_pid() -> None:
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
     os.register_at_fork(after_in_child=_forked)
+
+
+# -- the shared store: one SQLite file that the processes of a host share ----
+#
+# With ``share=``, every process of an app on one host reads and writes one
+# SQLite database, so that a check runs once per host and every worker
+# answers what the host's runs came to. The in-process engine stays the
+# truth of each process; the store is where the processes meet:
+#
+# - A run due here first *claims* its check in the store, in one write
+#   transaction: it finds a result fresh enough (another process ran the
+#   check), which it adopts; or another live process running it, which it
+#   follows until that one records; or neither, and it runs the check,
+#   having read the host's streak, so that its count is the host's next.
+# - The process that ran a check *records* its outcome and the streak it
+#   counted, and it alone logs the change and tells the listeners.
+# - A request reads what others wrote only when ``PRAGMA data_version``
+#   says that something was written, so that a quiet store costs one query.
+#
+# Nothing read from the store is trusted: a row of the wrong shape is a
+# fault. A fault (unreadable, locked too long, corrupt, deleted, full disk)
+# is said once at WARNING; until a retry works, each process goes on alone
+# from the last shared results it read.
+
+_SCHEMA = 1  # the store's layout; another version of the file is not read
+_STORE_WAIT = 0.1  # seconds a write may wait for another process's lock
+_STORE_RETRY = 2.0  # seconds between attempts to use a store that failed
+_STORE_LOOK = 1.0  # seconds between checks that the file is still the one opened
+_FOLLOW_EVERY = 0.01  # seconds between looks at another process's run
+_HISTORY = 20  # status changes kept per check
+_TABLES = f"""
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('schema', {_SCHEMA});
+CREATE TABLE IF NOT EXISTS checks (
+    id TEXT PRIMARY KEY,
+    owner INTEGER, token TEXT, started REAL, deadline REAL,
+    seq INTEGER NOT NULL DEFAULT 0,
+    ok INTEGER, value TEXT, reason TEXT, at REAL, duration REAL,
+    status TEXT, since REAL, failures INTEGER, passes INTEGER
+);
+CREATE TABLE IF NOT EXISTS urls (id TEXT PRIMARY KEY, status TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS holds (
+    id TEXT PRIMARY KEY, reason TEXT NOT NULL, until REAL, at REAL NOT NULL,
+    told INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS history (
+    id TEXT NOT NULL, at REAL NOT NULL, old TEXT, new TEXT NOT NULL, reason TEXT
+);
+CREATE INDEX IF NOT EXISTS history_by_check ON history (id, at);
+"""
+_ROW = (
+    "owner, token, started, deadline, seq,"
+    " ok, value, reason, at, duration, status, since, failures, passes"
+)
+
+
+class _Malformed(Exception):
+    """A row of the store is not what this module writes."""
+
+
+class _Shared(NamedTuple):
+    """A check's row in the store, validated: its claim, if a process runs
+    it, and its latest outcome with the host's streak, if it ever ran."""
+
+    owner: int | None  # the pid of the process running it
+    token: str | None  # that run's claim
+    deadline: float  # of that run, in seconds since the epoch
+    seq: int  # outcomes recorded so far
+    outcome: _Outcome | None
+    passes: int
+
+    @classmethod
+    def read(cls, row: Sequence[Any]) -> _Shared:
+        owner, token, _, deadline, seq, ok, value, reason, at, duration = row[:10]
+        status, since, failures, passes = row[10:]
+        _of(owner, (int, type(None)))
+        _of(token, (str, type(None)))
+        _of(deadline, (float, int, type(None)))
+        _of(seq, (int,))
+        outcome = None
+        if at is not None:
+            _of(ok, (int,))
+            _of(value, (str,))
+            _of(reason, (str, type(None)))
+            _of(at, (float, int))
+            _of(duration, (float, int))
+            _of(since, (float, int))
+            _of(failures, (int,))
+            _of(passes, (int,))
+            if status not in ("OK", "WARN", "FAIL"):
+                raise _Malformed(f"a check's status is {status!r}")
+            fields = (bool(ok), value, reason, at, duration, status, since, failures)
+            outcome = tuple.__new__(_Outcome, fields)
+        return cls(owner, token, deadline or 0.0, seq, outcome, passes or 0)
+
+
+def _of(value: object, kinds: tuple[type, ...]) -> None:
+    if type(value) not in kinds:
+        raise _Malformed(f"{value!r} where the store keeps {kinds[0].__name__}")
+
+
+class _Hold(NamedTuple):
+    """An operator's hold on a URL: it answers FAIL until released or
+    ``until`` (seconds since the epoch; None: until released)."""
+
+    reason: str
+    until: float | None
+    at: float  # when it was set
+
+    def active(self, now: float) -> bool:
+        return self.until is None or now < self.until
+
+    def said(self) -> str:
+        """The hold as its reason says it, in every format."""
+        until = "until released" if self.until is None else f"until {_iso(self.until)}"
+        return f"held {until}: {self.reason}"
+
+
+class _Claim(enum.Enum):
+    """What a run due here is to do, as its check's row in the store says."""
+
+    RUN = "run"  # call the check: this process holds the claim
+    ADOPT = "adopt"  # take the outcome another process recorded
+    FOLLOW = "follow"  # another live process runs it: wait for its outcome
+
+
+def _exists(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (and PID namespace)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: it exists
+        return True
+    return True
+
+
+class _Store:
+    """The shared store at ``path``, as one process uses it: a connection
+    of its own (opened again in the child of a fork), and whether the store
+    failed. Every method returns None, or does nothing, while it is failed;
+    the first that fails says so once, and one use each ``_STORE_RETRY``
+    seconds tries it again.
+
+    A connection is used by one thread at a time, under ``lock``; the
+    writes are short transactions, each bounded by ``_STORE_WAIT``.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+        self._pid = 0  # the process that opened the connection
+        self._file: tuple[int, int] | None = None  # (device, inode) opened
+        self._looked = 0.0  # monotonic time the file was last looked at
+        self._version: int | None = None  # PRAGMA data_version last read
+        self.failure: str | None = None  # why the store failed, while it has
+        self._retry = 0.0  # monotonic time from which to try it again
+
+    def __repr__(self) -> str:
+        state = f"failed: {self.failure}" if self.failure else "working"
+        return f"<shared store {self.path!r} ({state})>"
+
+    # Every use goes through _use: the connection, the fault and its retry.
+
+    def _use(
+        self, app: Flask | None, work: Callable[[sqlite3.Connection], R]
+    ) -> R | None:
+        with self.lock:
+            if self.failure is not None and time.monotonic() < self._retry:
+                return None
+            try:
+                result = work(self._connect())
+            except (sqlite3.Error, OSError, _Malformed, ValueError) as error:
+                self._fail(app, error)
+                return None
+            if self.failure is not None:
+                self.failure = None
+                message = "The shared store %s works again; its processes share state."
+                if app is not None:
+                    _emit(app, logging.INFO, message, self.path, error=None)
+            return result
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = self._connection
+        if connection is not None and self._pid == os.getpid():
+            now = time.monotonic()
+            if now >= self._looked + _STORE_LOOK:
+                self._looked = now
+                info = os.stat(self.path)  # deleted: FileNotFoundError
+                if (info.st_dev, info.st_ino) != self._file:
+                    raise OSError(f"{self.path} was replaced by another file")
+            return connection
+        if connection is not None and self._pid == os.getpid():
+            connection.close()
+        # In a fork's child, the parent's connection is left unclosed: its
+        # locks and file are the parent's, and closing them here would
+        # release what the parent holds.
+        self._connection = None
+        _refuse_unsafe_store(self.path, "The shared store")
+        connection = sqlite3.connect(
+            self.path,
+            timeout=_STORE_WAIT,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.executescript(_TABLES)
+            (schema,) = connection.execute(
+                "SELECT value FROM meta WHERE name = 'schema'"
+            ).fetchone()
+            if schema != _SCHEMA:
+                raise _Malformed(f"the store's layout is version {schema!r}")
+        except BaseException:
+            connection.close()
+            raise
+        info = os.stat(self.path)
+        self._file = (info.st_dev, info.st_ino)
+        self._looked = time.monotonic()
+        self._connection, self._pid, self._version = connection, os.getpid(), None
+        return connection
+
+    def _fail(self, app: Flask | None, error: BaseException) -> None:
+        self._retry = time.monotonic() + _STORE_RETRY
+        if self._connection is not None and self._pid == os.getpid():
+            with contextlib.suppress(sqlite3.Error):
+                self._connection.close()
+        self._connection = None
+        if self.failure is None:
+            self.failure = _describe(error)
+            message = (
+                "The shared store %s failed (%s); each process keeps its own"
+                " state until it works again, tried every %s s."
+            )
+            if app is not None:
+                _emit(
+                    app,
+                    logging.WARNING,
+                    message,
+                    self.path,
+                    self.failure,
+                    _STORE_RETRY,
+                    error=None,
+                )
+
+    # Reading what other processes wrote.
+
+    def changed(
+        self, app: Flask, ids: Sequence[str], holds: Sequence[str]
+    ) -> tuple[dict[str, _Shared], dict[str, str], dict[str, _Hold]] | None:
+        """The rows of checks ``ids``, URL statuses and holds ``holds``, if
+        another process wrote anything since the last call; else None."""
+
+        def read(connection: sqlite3.Connection) -> Any:
+            (version,) = connection.execute("PRAGMA data_version").fetchone()
+            if version == self._version:
+                return None
+            marks = ",".join("?" * len(ids))
+            rows = connection.execute(
+                f"SELECT id, {_ROW} FROM checks WHERE id IN ({marks})", ids
+            ).fetchall()
+            shared = {row[0]: _Shared.read(row[1:]) for row in rows}
+            marks = ",".join("?" * len(holds))
+            urls = dict(
+                connection.execute(
+                    f"SELECT id, status FROM urls WHERE id IN ({marks})", holds
+                ).fetchall()
+            )
+            for status in urls.values():
+                if status not in ("OK", "WARN", "FAIL"):
+                    raise _Malformed(f"a URL's status is {status!r}")
+            held = self._holds(connection, holds)
+            self._version = version
+            return shared, urls, held
+
+        return self._use(app, read)
+
+    def _holds(
+        self, connection: sqlite3.Connection, ids: Sequence[str]
+    ) -> dict[str, _Hold]:
+        marks = ",".join("?" * len(ids))
+        held = {}
+        for hold_id, reason, until, at in connection.execute(
+            f"SELECT id, reason, until, at FROM holds WHERE id IN ({marks})", ids
+        ):
+            _of(reason, (str,))
+            _of(until, (float, int, type(None)))
+            _of(at, (float, int))
+            held[hold_id] = _Hold(reason, until, at)
+        return held
+
+    def holds(self, app: Flask | None, ids: Sequence[str]) -> dict[str, _Hold] | None:
+        """The holds on ``ids`` now, read whether or not anything changed."""
+        return self._use(app, lambda connection: self._holds(connection, ids))
+
+    # Claiming a run, following another process's, recording one.
+
+    def claim(
+        self, app: Flask, check_id: str, timeout: float, fresh: float
+    ) -> tuple[_Claim, _Shared | None, str | None] | None:
+        """Decide, in one write transaction, what a run of a check due here
+        does (see _Claim); with the row it read, and the claim's token when
+        it is to run. ``fresh``: seconds an outcome stays current."""
+
+        def decide(connection: sqlite3.Connection) -> Any:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                row = connection.execute(
+                    f"SELECT {_ROW} FROM checks WHERE id = ?", (check_id,)
+                ).fetchone()
+                shared = _Shared.read(row) if row is not None else None
+                choice = _choose(shared, timeout, fresh, time.time())
+                token = None
+                if choice is _Claim.RUN:
+                    token = os.urandom(8).hex()
+                    now = time.time()
+                    connection.execute(
+                        "INSERT INTO checks (id, owner, token, started, deadline)"
+                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                        " owner = excluded.owner, token = excluded.token,"
+                        " started = excluded.started, deadline = excluded.deadline",
+                        (check_id, os.getpid(), token, now, now + timeout),
+                    )
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            return choice, shared, token
+
+        return self._use(app, decide)
+
+    def look(self, app: Flask, check_id: str) -> _Shared | None:
+        """A check's row as it is now: what a follower polls."""
+
+        def read(connection: sqlite3.Connection) -> _Shared | None:
+            row = connection.execute(
+                f"SELECT {_ROW} FROM checks WHERE id = ?", (check_id,)
+            ).fetchone()
+            return _Shared.read(row) if row is not None else None
+
+        return self._use(app, read)
+
+    def record(self, app: Flask, entry: _Record) -> None:
+        """Write the outcome of a run this process claimed, the host's
+        streak, the change it made and the URL statuses it changed; the
+        claim ends with the run. A claim another process took since (it
+        found this one dead or late) is not written over."""
+
+        def write(connection: sqlite3.Connection) -> None:
+            outcome = entry.outcome
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = connection.execute(
+                    "UPDATE checks SET seq = seq + 1, ok = ?, value = ?, reason = ?,"
+                    " at = ?, duration = ?, status = ?, since = ?, failures = ?,"
+                    " passes = ?, token = CASE WHEN ? THEN NULL ELSE token END,"
+                    " owner = CASE WHEN ? THEN NULL ELSE owner END"
+                    " WHERE id = ? AND token = ?",
+                    (
+                        int(outcome.ok),
+                        outcome.value,
+                        outcome.reason,
+                        outcome.at,
+                        outcome.duration,
+                        outcome.status,
+                        outcome.since,
+                        outcome.failures,
+                        entry.passes,
+                        entry.ends,
+                        entry.ends,
+                        entry.check_id,
+                        entry.token,
+                    ),
+                )
+                if cursor.rowcount and entry.old is not None:
+                    _add_history(connection, entry)
+                if cursor.rowcount:
+                    connection.executemany(
+                        "INSERT INTO urls VALUES (?, ?) ON CONFLICT (id)"
+                        " DO UPDATE SET status = excluded.status",
+                        entry.urls,
+                    )
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+        self._use(app, write)
+
+    def history(
+        self, app: Flask, ids: Sequence[str]
+    ) -> dict[str, list[_Change]] | None:
+        """The last status changes of checks ``ids``, newest first."""
+
+        def read(connection: sqlite3.Connection) -> dict[str, list[_Change]]:
+            marks = ",".join("?" * len(ids))
+            changes: dict[str, list[_Change]] = {}
+            for check_id, at, old, new, reason in connection.execute(
+                f"SELECT id, at, old, new, reason FROM history WHERE id IN ({marks})"
+                " ORDER BY at DESC",
+                ids,
+            ):
+                _of(at, (float, int))
+                _of(old, (str, type(None)))
+                _of(new, (str,))
+                _of(reason, (str, type(None)))
+                changes.setdefault(check_id, []).append(_Change(at, old, new, reason))
+            return changes
+
+        return self._use(app, read)
+
+    # The hold: set and released by any process, the command line's too.
+
+    def hold(self, app: Flask | None, hold_id: str, hold: _Hold | None) -> bool:
+        """Set (or with None, release) the hold ``hold_id``; whether the
+        store took it."""
+
+        def write(connection: sqlite3.Connection) -> bool:
+            if hold is None:  # ended, not deleted: who tells of it marks it
+                connection.execute(
+                    "UPDATE holds SET until = ? WHERE id = ? AND (until IS NULL"
+                    " OR until > ?)",
+                    (time.time(), hold_id, time.time()),
+                )
+            else:
+                connection.execute(
+                    "INSERT INTO holds VALUES (?, ?, ?, ?, 0) ON CONFLICT (id) DO"
+                    " UPDATE SET reason = excluded.reason, until = excluded.until,"
+                    " at = excluded.at, told = 0",
+                    (hold_id, hold.reason, hold.until, hold.at),
+                )
+            return True
+
+        return bool(self._use(app, write))
+
+    def tell_once(
+        self, app: Flask, hold_id: str, hold: _Hold | None, told: int
+    ) -> bool:
+        """Whether this process is the one to log and tell the listeners of
+        the hold's state ``told`` (1: set, 2: over): the first to ask."""
+
+        def mark(connection: sqlite3.Connection) -> bool:
+            if hold is None:  # released: nothing is left to mark
+                return True
+            cursor = connection.execute(
+                "UPDATE holds SET told = ? WHERE id = ? AND at = ? AND told < ?",
+                (told, hold_id, hold.at, told),
+            )
+            return bool(cursor.rowcount)
+
+        return bool(self._use(app, mark))
+
+
+def _choose(shared: _Shared | None, timeout: float, fresh: float, now: float) -> _Claim:
+    """What a run due here does, as the row ``shared`` of its check says:
+    follow a live process's run until one more timeout after its deadline
+    (or adopt the timed-out outcome it recorded meanwhile); adopt an
+    outcome still fresh; else run the check."""
+    if shared is None:
+        return _Claim.RUN
+    owner, outcome = shared.owner, shared.outcome
+    if (
+        shared.token is not None
+        and owner is not None
+        and owner != os.getpid()
+        and now < shared.deadline + timeout
+        and _exists(owner)
+    ):
+        late = outcome is not None and outcome.at >= shared.deadline - timeout
+        return _Claim.ADOPT if late else _Claim.FOLLOW
+    if outcome is not None and now < outcome.at + fresh:
+        return _Claim.ADOPT
+    return _Claim.RUN
+
+
+_STORES: dict[str, _Store] = {}  # one per path in a process, for its monitors
+
+
+def _store_at(path: str) -> _Store:
+    """The process's store at ``path``; sqlite3 is imported for the first."""
+    global sqlite3
+    import sqlite3
+
+    store = _STORES.get(path)
+    if store is None:
+        store = _STORES[path] = _Store(path)
+    return store
+
+
+def _digest(*parts: str) -> str:
+    """A key of the store: parts that cannot run into each other, hashed."""
+    return hashlib.sha256("\0".join(parts).encode(errors="surrogatepass")).hexdigest()[
+        :32
+    ]
+
+
+def _check_ident(name: str, url: str, check: _Check) -> str:
+    """A check's key in the store: its app, URL, key and options, and its
+    code, so that another deploy's check of that key starts afresh."""
+    call = check.call
+    code = getattr(call, "__code__", None)
+    body = (
+        repr(call)
+        if isinstance(call, _ReadyCheck)
+        else f"{getattr(call, '__module__', '')}.{getattr(call, '__qualname__', '')}"
+    )
+    if code is not None:
+        body += code.co_code.hex() + repr(code.co_consts)
+    options = (
+        check.failing,
+        check.timeout,
+        check.cache,
+        check.every,
+        check.fail_after,
+        check.recover_after,
+    )
+    return _digest("check", name, url, check.key, repr(options), body)
+
+
+def _add_history(connection: sqlite3.Connection, entry: _Record) -> None:
+    outcome = entry.outcome
+    connection.execute(
+        "INSERT INTO history VALUES (?, ?, ?, ?, ?)",
+        (entry.check_id, outcome.at, entry.old, outcome.status, outcome.reason),
+    )
+    connection.execute(
+        "DELETE FROM history WHERE id = ? AND rowid NOT IN (SELECT rowid FROM"
+        " history WHERE id = ? ORDER BY at DESC LIMIT ?)",
+        (entry.check_id, entry.check_id, _HISTORY),
+    )
+
+
+class _Change(NamedTuple):
+    """One change of a check's status, as the page's history shows it."""
+
+    at: float
+    old: str | None
+    new: str
+    reason: str | None
+
+
+class _Record(NamedTuple):
+    """What a run this process claimed came to, for the store."""
+
+    check_id: str
+    token: str
+    outcome: _Outcome
+    passes: int
+    ends: bool  # the run is over: its claim ends
+    old: str | None  # the status it changed from, if it changed one (else None)
+    urls: list[tuple[str, str]]  # URL statuses it changed, by URL id
+
+
+def _refuse_unsafe_store(path: str, what: str) -> None:
+    """Refuse a store another user could write: they could forge results.
+    ``what`` names the setting in the error."""
+    folder = os.path.dirname(path)
+    try:
+        info = os.stat(folder)
+    except FileNotFoundError:
+        raise ValueError(
+            f"{what} {path!r} is in a directory that does not exist; create"
+            f" {folder!r} first, or choose a path in one that does."
+        ) from None
+    if info.st_mode & 0o002 and not info.st_mode & 0o1000:
+        raise ValueError(
+            f"{what} {path!r} is in {folder!r}, which any user may write to;"
+            " choose a directory only the app's user can write, or one with"
+            " the sticky bit, as /tmp has."
+        )
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            info = os.lstat(name)
+        except FileNotFoundError:
+            continue
+        if not os.path.isfile(name) or os.path.islink(name):
+            raise ValueError(
+                f"{what} {path!r}: {name!r} is not a regular file (a symlink or"
+                " a directory); give the path of a file, or of none yet."
+            )
+        if info.st_uid != os.geteuid():
+            raise ValueError(
+                f"{what} {path!r}: {name!r} belongs to user {info.st_uid}, not"
+                f" to this process's user {os.geteuid()}; remove it, or run the"
+                " app as its owner."
+            )
+        if name == path and info.st_mode & 0o022:
+            raise ValueError(
+                f"{what} {path!r} may be written by other users (mode"
+                f" {info.st_mode & 0o777:o}); make it 0600: chmod 600 {path}."
+            )
 
 
 # -- the payload: encoded parts, and one writer per format --------------------
@@ -2973,7 +3889,7 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
         if once is None:
             registry = status._registry
             settings = registry.monitors[app].settings
-            once = runs[status] = _Monitor(registry, settings, _ONCE)
+            once = runs[status] = _Monitor(registry, settings, app.import_name, _ONCE)
         plan = _Plan.of(target.fields(excluded), once.checks())
         report = once.report(app, target.group.url, plan)
         click.echo(f"{path} {_write_json(report, once.parts(app), True)}")

@@ -287,6 +287,19 @@ CONFIG_ERRORS: list[tuple[str, Any, type[Exception], str]] = [
     ("STATUS_PER_CHECK", None, TypeError, "must be True or False, not None."),
     ("STATUS_HTML", "no", TypeError, f"must be True or False, not 'no'. {FROM_ENV}"),
     ("STATUS_QUIET_ACCESS_LOG", 1, TypeError, "must be True or False, not 1."),
+    (
+        "STATUS_SHARE",
+        7,
+        TypeError,
+        "must be the path of a SQLite file, as a str or a pathlib.Path, not 7.",
+    ),
+    (
+        "STATUS_SHARE",
+        "/no-such-folder/status.db",
+        ValueError,
+        "'/no-such-folder/status.db' is in a directory that does not exist;"
+        " create '/no-such-folder' first, or choose a path in one that does.",
+    ),
 ]
 
 
@@ -304,7 +317,7 @@ def test_every_setting_has_a_config_error_case() -> None:
     settings = set(inspect.signature(FlaskStatus).parameters) - {"app", "authenticator"}
     keys = {f"STATUS_{name.upper()}" for name in settings}
     assert keys == {key for key, *_ in CONFIG_ERRORS}
-    assert len(keys) == 13
+    assert len(keys) == 14
 
 
 @pytest.mark.parametrize(
