@@ -72,6 +72,7 @@ from flask import Flask
 from flask import Response
 from flask import abort
 from flask import current_app
+from flask import has_app_context
 from flask import request
 from flask.cli import with_appcontext
 from flask.json.provider import DefaultJSONProvider
@@ -563,6 +564,92 @@ class FlaskStatus:
         self._details = predicate
         return predicate
 
+    # The operator's hold.
+
+    def hold(
+        self, reason: str, seconds: float | None = None, url: str | None = None
+    ) -> None:
+        """Hold a URL of this instance on the current app: it answers FAIL
+        in every format, saying that it is held, why and until when, while
+        the checks go on running and logging. The hold ends with
+        :meth:`release`, or by itself after ``seconds``. Its reason is shown
+        to every client of the URL, with or without details: say nothing
+        secret in it.
+
+        With a shared store (``share``), every process of the app on this
+        host holds the URL within a second, and the hold outlives their
+        restarts; ``flask status hold`` sets it from a shell. Without one,
+        the hold is this process's alone.
+
+        :param reason: why, in one line, for whoever reads the status.
+        :param seconds: how long it lasts; ``None``, until released.
+        :param url: the instance's own URL (the default) or one of its
+            groups'. Its per-check routes are not held.
+        :raises TypeError: if the reason is not a string.
+        :raises ValueError: if the reason is blank or too long, ``seconds``
+            is out of range, or the URL is none of this instance's.
+        :raises RuntimeError: outside an app context, or on an app this
+            instance does not serve.
+
+        .. code-block:: python
+
+            with app.app_context():
+                status.hold("database migration", seconds=600)
+                upgrade_database()
+                status.release()
+        """
+        app, monitor = self._serving("hold")
+        url = self._held_url(monitor, url)
+        now = time.time()
+        until = None
+        if seconds is not None:
+            until = now + _duration(seconds, "The hold's seconds")
+        monitor.hold(app, url, _Hold(_hold_reason(reason), until, now))
+
+    def release(self, url: str | None = None) -> None:
+        """End the hold on a URL of this instance on the current app, set by
+        :meth:`hold` here or, with a shared store, by any process.
+
+        :param url: the instance's own URL (the default) or one of its groups'.
+        :raises ValueError: if the URL is none of this instance's.
+        :raises RuntimeError: outside an app context, or on an app this
+            instance does not serve.
+
+        .. code-block:: python
+
+            with app.app_context():
+                status.release()
+        """
+        app, monitor = self._serving("release")
+        monitor.hold(app, self._held_url(monitor, url), None)
+
+    def _serving(self, what: str) -> tuple[Flask, _Monitor]:
+        """The current app and its monitor, for :meth:`hold` and :meth:`release`."""
+        if not has_app_context():
+            raise RuntimeError(
+                f"FlaskStatus.{what}() needs the app: call it in an app context,"
+                " as in 'with app.app_context():'."
+            )
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        monitor = self._registry.monitors.get(app)
+        if monitor is None:
+            raise RuntimeError(
+                f"This FlaskStatus does not serve {app!r}; call init_app(app) first."
+            )
+        return app, monitor
+
+    def _held_url(self, monitor: _Monitor, url: str | None) -> str:
+        """``url``, checked to be one the monitor serves; its own by default."""
+        urls = [group.url for group in monitor.groups()]
+        if url is None:
+            return urls[0]
+        if url not in urls:
+            raise ValueError(
+                f"{url!r} is not a URL of this FlaskStatus; hold one of"
+                f" {', '.join(map(repr, urls))}."
+            )
+        return url
+
     # The request: the view the authenticator wraps, and what it answers.
 
     def _respond_here(self, key: str | None = None) -> Response:
@@ -581,10 +668,12 @@ class FlaskStatus:
         args = sent.args if sent.environ.get("QUERY_STRING") else None
         chosen = self._chosen(app, monitor, group, key, args)
         name = _negotiate(sent, args, monitor.settings.html)
-        report = monitor.report(app, group.url, chosen)
+        report = monitor.report(app, group.url, chosen, key is None)
         details = not group.public and (
             self._details is None or self._shows_details(app)
         )
+        if name == "html" and details:
+            report.history = monitor.changes_of(app, [c.key for c in chosen.checks])
         writer = _FORMATS[name]
         response: Response = app.response_class(
             writer.write(report, monitor.parts(app), details),
@@ -852,7 +941,7 @@ def _url(value: object, what: str) -> str:
     return value if value.startswith("/") else f"/{value}"
 
 
-_RESERVED = frozenset({"status", "errors", "checks"})
+_RESERVED = frozenset({"status", "errors", "checks", "held"})
 
 
 def _new_key(key: object, fields: dict[str, _Field]) -> None:
@@ -1759,6 +1848,7 @@ class _Monitor:
             collections.defaultdict(lambda: collections.deque(maxlen=_HISTORY))
         )
         self.seen: dict[str, int] = {}  # each check's store row last adopted (seq)
+        self.version: object = None  # of the store, when this monitor last read it
 
     def assert_counts(self) -> None:
         """Assert the invariant of the counts, which holds whenever the lock
@@ -1806,16 +1896,18 @@ class _Monitor:
 
     # The request: join runs or start them, then wait until their deadlines.
 
-    def report(self, app: Flask, url: str, plan: _Plan) -> _Report:
+    def report(self, app: Flask, url: str, plan: _Plan, whole: bool = True) -> _Report:
         """Join or start a run of each check of ``plan``, wait for them
-        until their deadlines, and judge the status of ``url``."""
+        until their deadlines, and judge the status of ``url``: FAIL while
+        it is held, unless the report is not of the ``whole`` URL (a
+        per-check route's)."""
         if self.store is not None:  # before the checks: the holds too
             self.refresh(app)
         outcomes = self._outcomes(app, plan.checks) if plan.checks else {}
         entries = [(field, outcomes.get(field.key)) for field in plan.fields]
         status = _worst(outcomes.values())
         report = _Report(url, status, entries, self.settings.show_errors)
-        if self.holds:
+        if self.holds and whole:
             report.held = self.held(app, url)
             if report.held is not None:
                 report.status = "FAIL"
@@ -2133,10 +2225,10 @@ class _Monitor:
         urls = [group.url for group in self.groups()]
         ids = [self.url_id(url) for url in urls]
         holds = [self.url_id(url, "hold") for url in urls]
-        read = store.changed(app, self.idents, [*ids, *holds])
+        read = store.changed(app, self.idents, [*ids, *holds], self.version)
         if read is None:
             return
-        shared, statuses, held = read
+        self.version, shared, statuses, held = read
         if self.shares_runs:
             with self.lock:
                 for url, url_id in zip(urls, ids):
@@ -2296,8 +2388,8 @@ class _Monitor:
             starts = url in self.holds and (before is None or before != hold)
             ends = before is not None and url not in self.holds
             overall = self.overall.get(url) or "OK"
-        if not (starts or ends):
-            return
+        if not (starts or ends) or not self.policy.tells_listeners:
+            return  # (the command line's checks read holds, and say nothing)
         told = hold if starts else before
         if self.store is not None and not self.store.tell_once(
             app, self.url_id(url, "hold"), told, 1 if starts else 2
@@ -2989,7 +3081,7 @@ class _Store:
         self._pid = 0  # the process that opened the connection
         self._file: tuple[int, int] | None = None  # (device, inode) opened
         self._looked = 0.0  # monotonic time the file was last looked at
-        self._version: int | None = None  # PRAGMA data_version last read
+        self._opened = 0  # connections opened so far, which data_version is of
         self.failure: str | None = None  # why the store failed, while it has
         self._retry = 0.0  # monotonic time from which to try it again
 
@@ -3055,7 +3147,8 @@ class _Store:
         info = os.stat(self.path)
         self._file = (info.st_dev, info.st_ino)
         self._looked = time.monotonic()
-        self._connection, self._pid, self._version = connection, os.getpid(), None
+        self._connection, self._pid = connection, os.getpid()
+        self._opened += 1
         return connection
 
     def _fail(self, app: Flask | None, error: BaseException) -> None:
@@ -3084,14 +3177,17 @@ class _Store:
     # Reading what other processes wrote.
 
     def changed(
-        self, app: Flask, ids: Sequence[str], holds: Sequence[str]
-    ) -> tuple[dict[str, _Shared], dict[str, str], dict[str, _Hold]] | None:
-        """The rows of checks ``ids``, URL statuses and holds ``holds``, if
-        another process wrote anything since the last call; else None."""
+        self, app: Flask, ids: Sequence[str], holds: Sequence[str], known: object
+    ) -> tuple[object, dict[str, _Shared], dict[str, str], dict[str, _Hold]] | None:
+        """The rows of checks ``ids``, URL statuses and holds ``holds``,
+        with the version they are of, unless the store is still at version
+        ``known``: then None. (``PRAGMA data_version`` changes when another
+        connection writes; its values are this connection's own.)"""
 
         def read(connection: sqlite3.Connection) -> Any:
-            (version,) = connection.execute("PRAGMA data_version").fetchone()
-            if version == self._version:
+            (number,) = connection.execute("PRAGMA data_version").fetchone()
+            version = (self._opened, number)
+            if version == known:
                 return None
             marks = ",".join("?" * len(ids))
             rows = connection.execute(
@@ -3108,8 +3204,7 @@ class _Store:
                 if status not in ("OK", "WARN", "FAIL"):
                     raise _Malformed(f"a URL's status is {status!r}")
             held = self._holds(connection, holds)
-            self._version = version
-            return shared, urls, held
+            return version, shared, urls, held
 
         return self._use(app, read)
 
@@ -3448,7 +3543,7 @@ class _Parts(NamedTuple):
         cls, provider: Any, fields: dict[str, _Field], message: dict[str, Any]
     ) -> _Parts:
         encode = _encoder(provider)
-        names = {k: encode(k) for k in (*message, *fields, *_RESERVED)}
+        names = {k: encode(k) for k in (*message, *fields, *_RESERVED, "output")}
         values = {k: encode(v) for k, v in message.items()}
         static = {k: encode(f.value) for k, f in fields.items() if not f.is_check}
         return cls(provider, fields, encode, names, values, static)
@@ -3499,17 +3594,39 @@ def _write_json(report: _Report, parts: _Parts, details: bool) -> str:
     status unless all is well, and ``errors`` why checks failed."""
     said = parts.message.get("status") if report.status == "OK" else None
     status = said or f'"{report.status}"'
+    held = report.held
     if not details:
+        if held is not None:
+            return f'{{"status":{status},"held":{_held_json(held, parts)}}}'
         return f'{{"status":{status}}}'
     payload = dict(parts.message)
     for field, outcome in report.entries:
         payload[field.key] = outcome.value if outcome else parts.static[field.key]
-    if "status" in payload:
+    if "status" in payload or held is not None:
         payload["status"] = status
     errors = _errors(report) if report.show_errors else None
     if errors:
         payload["errors"] = parts.encode(errors)
+    if held is not None:
+        payload["held"] = _held_json(held, parts)
     return _object(parts.names, payload)
+
+
+def _hold_reason(reason: object) -> str:
+    if not isinstance(reason, str):
+        raise TypeError(f"The hold's reason must be a string, not {reason!r}.")
+    if not reason.strip() or len(reason) > 200 or not reason.isprintable():
+        raise ValueError(
+            f"The hold's reason {reason!r} must be one line of 1 to 200"
+            " printable characters, such as 'database migration'."
+        )
+    return reason
+
+
+def _held_json(held: _Hold, parts: _Parts) -> str:
+    """A hold as JSON: its reason, and its end as ISO 8601 UTC or null."""
+    until = "null" if held.until is None else f'"{_iso(held.until)}"'
+    return f'{{"reason":{parts.encode(held.reason)},"until":{until}}}'
 
 
 def _errors(report: _Report) -> dict[str, str | None]:
@@ -3524,17 +3641,17 @@ def _write_health(report: _Report, parts: _Parts, details: bool) -> str:
     """application/health+json, as in draft-inadarei-api-health-check-06:
     the message and static fields, ``status``, and an entry per check."""
     status = f'"{_HEALTH[report.status]}"'
-    if not details:
-        return f'{{"status":{status}}}'
-    payload = dict(parts.message)
+    payload = dict(parts.message) if details else {}
     checks = {}
-    for field, outcome in report.entries:
+    for field, outcome in report.entries if details else ():
         if outcome:
             entry = _health_entry(field, outcome, parts, report.show_errors)
             checks[field.key] = f"[{entry}]"
         else:
             payload[field.key] = parts.static[field.key]
     payload["status"] = status
+    if report.held is not None:  # the draft's field for why the status is what it is
+        payload["output"] = parts.encode(report.held.said())
     if checks:
         payload["checks"] = _object(parts.names, checks)
     return _object(parts.names, payload)
@@ -3585,6 +3702,12 @@ def _write_prometheus(report: _Report, parts: _Parts, details: bool) -> str:
         "# TYPE flask_status_up gauge",
         f"flask_status_up{{{url}}} {int(report.status != 'FAIL')}",
     ]
+    if report.held is not None:
+        lines += [
+            "# HELP flask_status_held 1 while an operator holds the endpoint.",
+            "# TYPE flask_status_held gauge",
+            f"flask_status_held{{{url}}} 1",
+        ]
     checks = [(f.key, o) for f, o in report.entries if o is not None] if details else []
     if checks:
         lines += [
@@ -3621,11 +3744,50 @@ def _write_html(report: _Report, parts: _Parts, details: bool) -> str:
     seconds = _refresh()
     refresh = f'<meta http-equiv="refresh" content="{seconds}">\n' if seconds else ""
     table = _html_table(report, parts) if details else ""
+    if details and report.history:
+        table += _html_history(report)
+    held = ""
+    if report.held is not None:
+        held = f'<p class="held">{html.escape(report.held.said().capitalize())}</p>\n'
     return (
         f"{_PAGE_HEAD}{refresh}<title>{status} - {url}</title>\n{_PAGE_STYLE}"
         f'</head>\n<body>\n<h1>{url}</h1>\n<p>Status: <strong class="{status}">'
-        f"{status}</strong></p>\n{table}</body>\n</html>\n"
+        f"{status}</strong></p>\n{held}{table}</body>\n</html>\n"
     )
+
+
+def _html_history(report: _Report) -> str:
+    """The checks' last status changes, each check's newest first, after
+    the fields' table; a change's reason only with ``show_errors``."""
+    reasons = report.show_errors
+    rows = []
+    for field, _ in report.entries:
+        for change in report.history.get(field.key, ()):
+            at = _iso(change.at)
+            cells = (
+                f'<time datetime="{at}">{at.replace("T", " ")}</time>',
+                f'<span class="{change.old}">{change.old}</span>',
+                f'<span class="{change.new}">{change.new}</span>',
+                html.escape(change.reason or "") if reasons else "",
+            )
+            row = "".join(
+                f'<td data-label="{name}">{cell}</td>'
+                for name, cell in zip(_HISTORY_COLUMNS[1 : 4 + reasons], cells)
+            )
+            rows.append(
+                f'<tr><th scope="row">{html.escape(field.key)}</th>{row}</tr>\n'
+            )
+    head = "".join(
+        f'<th scope="col">{name}</th>' for name in _HISTORY_COLUMNS[: 4 + reasons]
+    )
+    return (
+        f'<h2>Changes</h2>\n<div class="scroll"><table class="history">\n'
+        f"<thead><tr>{head}</tr></thead>\n<tbody>\n{''.join(rows)}</tbody>\n"
+        "</table></div>\n"
+    )
+
+
+_HISTORY_COLUMNS = ("Check", "When", "From", "To", "Reason")
 
 
 def _html_table(report: _Report, parts: _Parts) -> str:
@@ -3708,6 +3870,7 @@ _CSS = (
     "td:nth-child(4){white-space:nowrap}td:nth-child(5){overflow-wrap:normal}"
     ".OK,.WARN,.FAIL{padding:0 .3em;font-weight:bold;white-space:nowrap}"
     ".OK{background:#bfeabf}.WARN{background:#ffdf80}.FAIL{background:#ffb3b3}"
+    "h2{font-size:1.2em}.held{border-left:.3em solid #c00;padding-left:.5em}"
     # Narrow screens: each row a card, each cell labelled, empty ones left out.
     "@media (max-width:36em){thead{display:none}"
     "table,tbody,tr,th,td{display:block}"
@@ -3849,7 +4012,7 @@ _quiet_access = _QuietAccess()
 # -- the command line: flask status, which runs each endpoint's checks once ---
 
 
-@click.command("status")
+@click.group("status", invoke_without_command=True)
 @click.option(
     "--url",
     help="Run only the endpoint at this URL, such as /readyz, or one check of"
@@ -3861,8 +4024,11 @@ _quiet_access = _QuietAccess()
     multiple=True,
     help="Leave out this field; repeat it, or separate names with commas.",
 )
+@click.pass_context
 @with_appcontext
-def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
+def _status_command(
+    context: click.Context, url: str | None, exclude: tuple[str, ...]
+) -> None:
     """Run the app's status checks once and print each endpoint's payload.
 
     Exits 0 when every endpoint is OK or WARN, and 1 when one is FAIL. A usage
@@ -3870,7 +4036,12 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
 
     \b
         HEALTHCHECK CMD flask --app main status || exit 1
+
+    With a shared store (STATUS_SHARE), "flask status hold" takes a URL out
+    of rotation in every worker, and "flask status release" ends that.
     """
+    if context.invoked_subcommand is not None:
+        return
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     targets = _targets(app, url)
     excluded = _names(exclude)
@@ -3891,11 +4062,101 @@ def _status_command(url: str | None, exclude: tuple[str, ...]) -> None:
             settings = registry.monitors[app].settings
             once = runs[status] = _Monitor(registry, settings, app.import_name, _ONCE)
         plan = _Plan.of(target.fields(excluded), once.checks())
-        report = once.report(app, target.group.url, plan)
+        report = once.report(app, target.group.url, plan, target.key is None)
         click.echo(f"{path} {_write_json(report, once.parts(app), True)}")
         failed = failed or report.status == "FAIL"
     if failed:
         raise SystemExit(1)
+
+
+@_status_command.command("hold")
+@click.option(
+    "--reason",
+    required=True,
+    help="Why, in one line: every client of the URL is shown it, with or"
+    " without details.",
+)
+@click.option(
+    "--for",
+    "seconds",
+    type=float,
+    help="Seconds until the hold ends by itself; without it, it lasts until released.",
+)
+@click.option(
+    "--url",
+    help="The URL to hold: the app's status URL by default, or a group's.",
+)
+@with_appcontext
+def _hold_command(reason: str, seconds: float | None, url: str | None) -> None:
+    """Hold a status URL in every worker of this host: it answers FAIL (HTTP
+    503), saying it is held and why, while the checks go on running. It
+    needs a shared store (STATUS_SHARE), through which it outlives the
+    workers' restarts.
+
+    \b
+        kubectl exec POD -- flask status hold --for 600 --reason "db migration"
+    """
+    app, monitor, url = _held_target(url)
+    now = time.time()
+    try:
+        reason = _hold_reason(reason)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--reason") from None
+    try:
+        until = None if seconds is None else now + _duration(seconds, "--for")
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--for") from None
+    hold = _Hold(reason, until, now)
+    _write_hold(app, monitor, url, hold)
+    click.echo(f"{url} is {hold.said()}")
+
+
+@_status_command.command("release")
+@click.option(
+    "--url",
+    help="The URL to release: the app's status URL by default, or a group's.",
+)
+@with_appcontext
+def _release_command(url: str | None) -> None:
+    """End the hold on a status URL in every worker of this host."""
+    app, monitor, url = _held_target(url)
+    _write_hold(app, monitor, url, None)
+    click.echo(f"{url} is held no more.")
+
+
+def _held_target(url: str | None) -> tuple[Flask, _Monitor, str]:
+    """The app, the monitor and the URL that ``hold`` or ``release`` act on."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    served: dict[str, FlaskStatus] = app.extensions.get("status", {})
+    instances = list(dict.fromkeys(served.values()))
+    if url is None and len(instances) != 1:
+        raise click.UsageError(
+            f"This app serves {', '.join(map(repr, served)) or 'no status URL'};"
+            " give --url to say which to hold or release."
+        )
+    status = instances[0] if url is None else served.get(url)
+    if status is None:
+        raise click.BadParameter(
+            f"{url!r} is not served by flask-status; choose one of"
+            f" {', '.join(map(repr, served))}.",
+            param_hint="--url",
+        )
+    monitor = status._registry.monitors[app]
+    if monitor.store is None:
+        raise click.UsageError(
+            "A hold from the command line needs a shared store, or it would"
+            " hold this command's process alone: set STATUS_SHARE (or"
+            " FlaskStatus(share=...)) to a file that every worker of the app uses."
+        )
+    return app, monitor, url or monitor.settings.url
+
+
+def _write_hold(app: Flask, monitor: _Monitor, url: str, hold: _Hold | None) -> None:
+    store = cast(_Store, monitor.store)
+    if not monitor.hold(app, url, hold, tell=False):
+        raise click.ClickException(
+            f"The shared store {store.path} could not be written: {store.failure}"
+        )
 
 
 class _Target:

@@ -159,6 +159,7 @@ def stand_ins(code: str, app: Flask, alerts: list[str]) -> dict[str, Any]:
         "model": Client,
         "current_user": Client,
         "check_database": lambda: passes,
+        "upgrade_database": lambda: passes,
         "check_cache": lambda: passes,
         "ping_cache": lambda: passes,
         "ping_billing": lambda: passes,
