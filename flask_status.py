@@ -1843,6 +1843,9 @@ class _Monitor:
         self.backlog: collections.deque[tuple[Flask, _Run]] = collections.deque()
         self.changes = _Changes()
         self.unknown: set[str] = set()  # excluded names already warned about
+        # Resolved again in a fork's child: a store's idents name the deploy
+        # by the parent process (see _parent), which the child's differs from.
+        self._resolved = ({}, {})
         # Each check's last status changes, newest first, when no store has them.
         self.history: collections.defaultdict[str, collections.deque[_Change]] = (
             collections.defaultdict(lambda: collections.deque(maxlen=_HISTORY))
@@ -3115,9 +3118,7 @@ class _Store:
             now = time.monotonic()
             if now >= self._looked + _STORE_LOOK:
                 self._looked = now
-                info = os.stat(self.path)  # deleted: FileNotFoundError
-                if (info.st_dev, info.st_ino) != self._file:
-                    raise OSError(f"{self.path} was replaced by another file")
+                _look_at(self.path, self._file)
             return connection
         if connection is not None and self._pid == os.getpid():
             connection.close()
@@ -3384,6 +3385,22 @@ class _Store:
         return bool(self._use(app, mark))
 
 
+_HEADER = b"SQLite format 3\0"  # the first bytes of every SQLite database
+
+
+def _look_at(path: str, opened: tuple[int, int] | None) -> None:
+    """Raise if the file at ``path`` is not the database ``opened`` (its
+    device and inode) any more: deleted, replaced, or written over. A
+    connection in WAL mode may go on for long from its own cache and log
+    without reading the file, so it is looked at here."""
+    with open(path, "rb") as file:  # deleted: FileNotFoundError
+        info = os.fstat(file.fileno())
+        if (info.st_dev, info.st_ino) != opened:
+            raise OSError(f"{path} was replaced by another file")
+        if file.read(len(_HEADER)) != _HEADER:
+            raise _Malformed(f"{path} is no SQLite database any more")
+
+
 def _choose(shared: _Shared | None, timeout: float, fresh: float, now: float) -> _Claim:
     """What a run due here does, as the row ``shared`` of its check says:
     follow a live process's run until one more timeout after its deadline
@@ -3427,9 +3444,24 @@ def _digest(*parts: str) -> str:
     ]
 
 
+def _parent() -> str:
+    """The process that started this one, as the store tells deploys apart:
+    the workers of one gunicorn or uWSGI master, restarted or not, share
+    it; the next deploy's master is another process. Its PID, and its start
+    time where /proc has it, as a PID is used again."""
+    parent = os.getppid()
+    try:
+        with open(f"/proc/{parent}/stat") as file:
+            started = file.read().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        started = ""
+    return f"{parent}:{started}"
+
+
 def _check_ident(name: str, url: str, check: _Check) -> str:
-    """A check's key in the store: its app, URL, key and options, and its
-    code, so that another deploy's check of that key starts afresh."""
+    """A check's key in the store: its app, URL, key and options, its code,
+    and the deploy (see _parent), so that a check of that key another
+    deploy ran starts afresh here."""
     call = check.call
     code = getattr(call, "__code__", None)
     body = (
@@ -3447,7 +3479,7 @@ def _check_ident(name: str, url: str, check: _Check) -> str:
         check.fail_after,
         check.recover_after,
     )
-    return _digest("check", name, url, check.key, repr(options), body)
+    return _digest("check", name, url, check.key, repr(options), body, _parent())
 
 
 def _add_history(connection: sqlite3.Connection, entry: _Record) -> None:

@@ -188,6 +188,7 @@ def test_prometheus_gets_the_details_with_the_readme_scrape_config(
     sqlite3.connect(database).close()
     monkeypatch.setenv("DATABASE", str(database))
     monkeypatch.setenv("OPS_TOKEN", "s3cret")
+    monkeypatch.setenv("STATUS_SHARE", str(tmp_path / "status.sqlite3"))
     recipe: dict[str, Any] = {"__name__": "main"}
     exec(the_recipe(), recipe)
     client = recipe["app"].test_client()
@@ -208,6 +209,9 @@ def test_prometheus_gets_the_details_with_the_readme_scrape_config(
         assert scraped(wrong) == ['flask_status_up{url="/readyz"} 1']
     assert client.get("/livez").get_json() == {"status": "OK"}
     monkeypatch.setenv("DATABASE", str(tmp_path / "missing.sqlite3"))
+    # Another deploy in this process: another store, or it would read the
+    # first app's fresh result (processes tell deploys apart; see _parent).
+    monkeypatch.setenv("STATUS_SHARE", str(tmp_path / "status-2.sqlite3"))
     exec(the_recipe(), recipe)
     probe = recipe["app"].test_client().get("/readyz")
     assert (probe.status_code, probe.get_json()) == (503, {"status": "FAIL"})
@@ -247,6 +251,7 @@ def test_the_recipe_serves_as_its_commands_say(tmp_path: Path, start: Start) -> 
     pytest.importorskip("gunicorn")  # the test extra's
     (tmp_path / "main.py").write_text(the_recipe())
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE", "OPS_TOKEN")}
+    env["STATUS_SHARE"] = str(tmp_path / "status.sqlite3")  # not /tmp's, as written
     script = "\n".join([*setup, 'printf %s "$OPS_TOKEN"'])
     token = subprocess.run(
         ["bash", "-euc", script],
