@@ -47,6 +47,7 @@ import json
 import logging
 import math
 import os
+import stat
 import threading
 import time
 import urllib.parse
@@ -2355,9 +2356,6 @@ class _Monitor:
         changed = old if old != outcome.status else None
         return _Record(check.ident, token, outcome, passes, ends, changed, urls)
 
-    def _write(self, app: Flask, record: _Record) -> None:
-        self.store.record(app, record)  # type: ignore[union-attr]
-
     # The hold: an operator's, set here or by another process.
 
     def hold(self, app: Flask, url: str, hold: _Hold | None, tell: bool = True) -> bool:
@@ -2379,35 +2377,43 @@ class _Monitor:
         return None
 
     def _hold_news(self, app: Flask, url: str, hold: _Hold | None) -> None:
-        """Take ``hold`` as ``url``'s; if it starts or ends one, log it and
-        tell the listeners, once per host."""
-        now = time.time()
+        """Take ``hold`` as ``url``'s; if that starts or ends a hold, log it
+        and tell the listeners, once per host: by the process that marks it
+        told in the store first, or by this one without a store."""
         with self.lock:
-            before = self.holds.get(url)
-            if hold is not None and hold.active(now):
-                self.holds[url] = hold
-            else:
-                self.holds.pop(url, None)
-            starts = url in self.holds and (before is None or before != hold)
-            ends = before is not None and url not in self.holds
-            overall = self.overall.get(url) or "OK"
-        if not (starts or ends) or not self.policy.tells_listeners:
+            news = self._hold_changes(url, hold)
+        if news is None or not self.policy.tells_listeners:
             return  # (the command line's checks read holds, and say nothing)
-        told = hold if starts else before
+        which, starts, change = news
         if self.store is not None and not self.store.tell_once(
-            app, self.url_id(url, "hold"), told, 1 if starts else 2
+            app, self.url_id(url, "hold"), which, 1 if starts else 2
         ):
             return
         if starts:
-            said = cast(_Hold, hold).said()
-            _emit(app, logging.WARNING, "%s is %s", url, said, error=None)
-            change = StatusChange(url, None, overall, "FAIL", said, now)
+            _emit(app, logging.WARNING, "%s is %s", url, change.reason, error=None)
         else:
             _emit(app, logging.INFO, "%s is held no more.", url, error=None)
-            change = StatusChange(url, None, "FAIL", overall, None, now)
-        listens = self.policy.tells_listeners and self.registry.listeners
-        if listens and self.changes.add([change]):
+        if self.registry.listeners and self.changes.add([change]):
             _pool.submit([(app, _Notice(self.changes, self.registry, url))])
+
+    def _hold_changes(
+        self, url: str, hold: _Hold | None
+    ) -> tuple[_Hold, bool, StatusChange] | None:
+        """Under the lock: ``url`` takes ``hold`` (an expired one is none).
+        The hold that starts or ends, whether it starts, and the URL's
+        change; None when no hold starts or ends."""
+        now = time.time()
+        before = self.holds.pop(url, None)
+        overall = self.overall.get(url) or "OK"
+        if hold is not None and hold.active(now):
+            self.holds[url] = hold
+            if hold == before:
+                return None
+            change = StatusChange(url, None, overall, "FAIL", hold.said(), now)
+            return hold, True, change
+        if before is None:
+            return None
+        return before, False, StatusChange(url, None, "FAIL", overall, None, now)
 
     def changes_of(self, app: Flask, keys: Iterable[str]) -> dict[str, list[_Change]]:
         """The last status changes of checks ``keys``, newest first: the
@@ -2438,10 +2444,7 @@ class _Monitor:
         if then.next_run is not None:
             _scheduler.after(self, app, then.next_run, then.next_at)
         if then.line is not None:
-            if then.log_later:
-                _pool.submit([(app, _Call(functools.partial(then.line.emit, app)))])
-            else:
-                then.line.emit(app)
+            self._soon(app, then, functools.partial(then.line.emit, app))
         opened = then.opened
         if then.after_line:
             with self.lock:
@@ -2449,15 +2452,21 @@ class _Monitor:
         for latch in opened:
             latch.open()
         if then.record is not None:  # after the responses: they need not wait
-            if then.log_later:  # a request's thread: no wait for the store's lock
-                write = functools.partial(self._write, app, then.record)
-                _pool.submit([(app, _Call(write))])
-            else:
-                self._write(app, then.record)
+            store = cast(_Store, self.store)
+            self._soon(app, then, functools.partial(store.record, app, then.record))
         if then.notify:
             _pool.submit(
                 [(app, _Notice(self.changes, self.registry, self.settings.url))]
             )
+
+    def _soon(self, app: Flask, then: _Then, call: Callable[[], None]) -> None:
+        """Make ``call`` now, or, after a transition a request's thread or the
+        scheduler's carries out (``log_later``), on a worker: a response
+        never waits for a log handler or the store's lock."""
+        if then.log_later:
+            _pool.submit([(app, _Call(call))])
+        else:
+            call()
 
     # What a request reads besides runs.
 
@@ -3408,19 +3417,27 @@ def _choose(shared: _Shared | None, timeout: float, fresh: float, now: float) ->
     outcome still fresh; else run the check."""
     if shared is None:
         return _Claim.RUN
-    owner, outcome = shared.owner, shared.outcome
-    if (
-        shared.token is not None
-        and owner is not None
-        and owner != os.getpid()
-        and now < shared.deadline + timeout
-        and _exists(owner)
-    ):
+    outcome = shared.outcome
+    if _runs_elsewhere(shared, timeout, now):
         late = outcome is not None and outcome.at >= shared.deadline - timeout
         return _Claim.ADOPT if late else _Claim.FOLLOW
     if outcome is not None and now < outcome.at + fresh:
         return _Claim.ADOPT
     return _Claim.RUN
+
+
+def _runs_elsewhere(shared: _Shared, timeout: float, now: float) -> bool:
+    """Whether another process holds the claim on the check and may still
+    be running it: it lives, and one more timeout has not passed since the
+    run's deadline."""
+    owner = shared.owner
+    return (
+        shared.token is not None
+        and owner is not None
+        and owner != os.getpid()
+        and now < shared.deadline + timeout
+        and _exists(owner)
+    )
 
 
 _STORES: dict[str, _Store] = {}  # one per path in a process, for its monitors
@@ -3534,26 +3551,29 @@ def _refuse_unsafe_store(path: str, what: str) -> None:
             " the sticky bit, as /tmp has."
         )
     for name in (path, f"{path}-wal", f"{path}-shm"):
-        try:
-            info = os.lstat(name)
-        except FileNotFoundError:
-            continue
-        if not os.path.isfile(name) or os.path.islink(name):
-            raise ValueError(
-                f"{what} {path!r}: {name!r} is not a regular file (a symlink or"
-                " a directory); give the path of a file, or of none yet."
-            )
-        if info.st_uid != os.geteuid():
-            raise ValueError(
-                f"{what} {path!r}: {name!r} belongs to user {info.st_uid}, not"
-                f" to this process's user {os.geteuid()}; remove it, or run the"
-                " app as its owner."
-            )
-        if name == path and info.st_mode & 0o022:
-            raise ValueError(
-                f"{what} {path!r} may be written by other users (mode"
-                f" {info.st_mode & 0o777:o}); make it 0600: chmod 600 {path}."
-            )
+        with contextlib.suppress(FileNotFoundError):
+            _refuse_unsafe_file(os.lstat(name), name, path, what)
+
+
+def _refuse_unsafe_file(info: os.stat_result, name: str, path: str, what: str) -> None:
+    """Refuse file ``name`` of the store at ``path`` (its ``lstat``) unless it
+    is a regular file of this process's user that others cannot write."""
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(
+            f"{what} {path!r}: {name!r} is not a regular file (a symlink or"
+            " a directory); give the path of a file, or of none yet."
+        )
+    if info.st_uid != os.geteuid():
+        raise ValueError(
+            f"{what} {path!r}: {name!r} belongs to user {info.st_uid}, not"
+            f" to this process's user {os.geteuid()}; remove it, or run the"
+            " app as its owner."
+        )
+    if name == path and info.st_mode & 0o022:
+        raise ValueError(
+            f"{what} {path!r} may be written by other users (mode"
+            f" {info.st_mode & 0o777:o}); make it 0600: chmod 600 {path}."
+        )
 
 
 # -- the payload: encoded parts, and one writer per format --------------------
@@ -3623,28 +3643,38 @@ def _object(names: dict[str, str], payload: dict[str, str]) -> str:
 
 def _write_json(report: _Report, parts: _Parts, details: bool) -> str:
     """The 1.0 payload: the message, then the fields; ``status`` says the
-    status unless all is well, and ``errors`` why checks failed."""
+    status unless all is well, ``errors`` why checks failed, and ``held``
+    why an operator holds the URL, details or not."""
     said = parts.message.get("status") if report.status == "OK" else None
     status = said or f'"{report.status}"'
     held = report.held
     if not details:
-        if held is not None:
-            return f'{{"status":{status},"held":{_held_json(held, parts)}}}'
-        return f'{{"status":{status}}}'
-    payload = dict(parts.message)
-    for field, outcome in report.entries:
-        payload[field.key] = outcome.value if outcome else parts.static[field.key]
-    if "status" in payload or held is not None:
-        payload["status"] = status
-    errors = _errors(report) if report.show_errors else None
-    if errors:
-        payload["errors"] = parts.encode(errors)
+        if held is None:
+            return f'{{"status":{status}}}'
+        payload = {"status": status}
+    else:
+        payload = _json_details(report, parts, status)
     if held is not None:
+        payload["status"] = status
         payload["held"] = _held_json(held, parts)
     return _object(parts.names, payload)
 
 
+def _json_details(report: _Report, parts: _Parts, status: str) -> dict[str, str]:
+    """The message and the fields, as JSON texts by key, and the errors."""
+    payload = dict(parts.message)
+    for field, outcome in report.entries:
+        payload[field.key] = outcome.value if outcome else parts.static[field.key]
+    if "status" in payload:
+        payload["status"] = status
+    errors = _errors(report) if report.show_errors else None
+    if errors:
+        payload["errors"] = parts.encode(errors)
+    return payload
+
+
 def _hold_reason(reason: object) -> str:
+    """A hold's reason, checked: one line an operator wrote."""
     if not isinstance(reason, str):
         raise TypeError(f"The hold's reason must be a string, not {reason!r}.")
     if not reason.strip() or len(reason) > 200 or not reason.isprintable():
