@@ -57,6 +57,7 @@ from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Coroutine
 from collections.abc import Iterable
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -1053,9 +1054,15 @@ def _store_path(value: object, what: str) -> str:
     if not os.path.basename(path) or path.startswith("file:"):
         raise ValueError(f"{what} {path!r} must name a file, not a directory.")
     _refuse_unsafe_store(path, what)
+    _create(path)
+    return path
+
+
+def _create(path: str) -> None:
+    """Make the store's file, if it is not there, readable by its owner
+    alone; SQLite gives its -wal and -shm files the same mode."""
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    return path
 
 
 _LOG_MODES = ("transitions", "every")
@@ -1544,6 +1551,7 @@ class _Run:
     __slots__ = (
         "__weakref__",
         "check",
+        "claim",
         "counts_again",
         "deadline",
         "expires",
@@ -1579,6 +1587,9 @@ class _Run:
         # counts nothing itself (that process counts, logs and tells).
         self.token: str | None = None
         self.follows = False
+        # What the store said of a run that is not to call its check here:
+        # follow another process's run, or adopt its outcome (see _Claim).
+        self.claim: tuple[_Claim, _Shared] | None = None
 
     def move(self, state: _State) -> None:
         if state not in self.state.moves:
@@ -1608,7 +1619,7 @@ class _Run:
         if self.outcome is not None:  # given up before a worker took it
             monitor.carry_out(app, monitor.finish(self, None))
             return True
-        if monitor.shares_runs and monitor.meet(app, self):
+        if self.claim is not None and monitor.meet(app, self):
             return True  # settled from the store: another process ran it
         start = time.monotonic()
         error: BaseException | None = None
@@ -1699,6 +1710,7 @@ class _Then:
 
     __slots__ = (
         "after_line",
+        "claims",
         "line",
         "log_later",
         "next_at",
@@ -1713,6 +1725,7 @@ class _Then:
 
     def __init__(self) -> None:
         self.tasks: Sequence[tuple[Flask, _Task]] = ()  # to hand to the pool
+        self.claims: Sequence[_Run] = ()  # to claim in the store first
         self.spread = False  # wake a worker for each task queued, not one
         self.watch: Iterable[_Run] = ()  # runs to settle at their deadlines
         self.next_run: _Run | None = None  # a scheduled run whose successor is due
@@ -1817,6 +1830,12 @@ class _Monitor:
         # Each URL's hold, by URL; with a store, as last read from it.
         self.holds: dict[str, _Hold] = {}
         self.idents: list[str] = []  # each check's key in the store
+        self._url_keys: tuple[object, list[str], list[str], list[str]] = (
+            None,
+            [],
+            [],
+            [],
+        )
         self.logs_every_failure = policy.logs_every_failure or settings.log == "every"
         self.main = _Group(settings.url)  # the instance's own URL on this app
         self._parts: _Parts | None = None
@@ -1853,6 +1872,7 @@ class _Monitor:
         )
         self.seen: dict[str, int] = {}  # each check's store row last adopted (seq)
         self.version: object = None  # of the store, when this monitor last read it
+        self.looked = -math.inf  # monotonic time of that look
 
     def assert_counts(self) -> None:
         """Assert the invariant of the counts, which holds whenever the lock
@@ -1883,6 +1903,16 @@ class _Monitor:
                     check.ident = _check_ident(self.name, self.settings.url, check)
                 self.idents = [check.ident for check in checks.values()]
         return checks
+
+    def url_keys(self) -> tuple[list[str], list[str], list[str]]:
+        """Each URL, and the store's keys of its status and its hold; made
+        again when the groups change."""
+        if self._url_keys[0] is not self.registry.groups:
+            urls = [group.url for group in self.groups()]
+            ids = [self.url_id(url) for url in urls]
+            holds = [self.url_id(url, "hold") for url in urls]
+            self._url_keys = (self.registry.groups, urls, ids, holds)
+        return self._url_keys[1], self._url_keys[2], self._url_keys[3]
 
     def url_id(self, url: str, what: str = "status") -> str:
         """The store's key of URL ``url``'s status, or its hold."""
@@ -1976,6 +2006,8 @@ class _Monitor:
         then = _Then()
         then.tasks = self._admit(app, runs)
         then.spread = spread
+        if self.shares_runs:
+            then.claims = runs
         if self.schedules:  # else no run to watch: spare the list
             then.watch = [run for run in runs if run.check.every]
         return then
@@ -2117,7 +2149,7 @@ class _Monitor:
                 then.notify = self._tell(check.key, old, outcome)
         if not outcome.ok or old not in (None, "OK"):  # else nothing to log
             then.line = _run_line(self, check, outcome, old, error)
-        if run.token is not None:
+        if self.shares_runs:
             then.record = self._record(run, outcome, old, state is _DONE)
         self._place(run, outcome, state, then)
 
@@ -2225,10 +2257,12 @@ class _Monitor:
         store = self.store
         if store is None:
             return
+        now = time.monotonic()
+        if now < self.looked + _LOOK_EVERY:
+            return  # looked a moment ago: what others write waits as long
+        self.looked = now
         self.checks()  # the idents
-        urls = [group.url for group in self.groups()]
-        ids = [self.url_id(url) for url in urls]
-        holds = [self.url_id(url, "hold") for url in urls]
+        urls, ids, holds = self.url_keys()
         read = store.changed(app, self.idents, [*ids, *holds], self.version)
         if read is None:
             return
@@ -2276,55 +2310,70 @@ class _Monitor:
         streak.status, streak.since = outcome.status, outcome.since
         streak.failures, streak.passes = outcome.failures, row.passes
 
+    def claim(self, app: Flask, runs: Sequence[_Run]) -> None:
+        """Claim the checks of ``runs`` in the store, in one transaction:
+        a run to call its check takes the claim and the host's streak, to
+        count on; the others learn whom to follow or what to adopt. If the
+        store fails, they all run here alone."""
+        store = cast(_Store, self.store)
+        if store.alone():
+            return
+        wanted = [
+            (r.check.ident, r.check.timeout, r.check.every or r.check.cache)
+            for r in runs
+        ]
+        decided = store.claim(app, wanted)
+        if decided is None:
+            return
+        with self.lock:
+            for run, (choice, row, token) in zip(runs, decided):
+                if row is not None:
+                    self._sync(run.check.key, row)
+                if choice is _Claim.RUN:
+                    run.token, run.claim = token, None
+                else:
+                    run.claim = (choice, cast(_Shared, row))
+
     def meet(self, app: Flask, run: _Run) -> bool:
-        """In a worker, before ``run`` calls its check: claim the check in
-        the store. Whether the run settled from the store, taking the
-        outcome another process recorded; False: call the check here,
-        holding the claim (or alone, if the store failed)."""
-        store, check = cast(_Store, self.store), run.check
-        self.refresh(app)  # the host's streaks and URL statuses, to count on
-        fresh = check.every or check.cache
-        while True:
-            decided = store.claim(app, check.ident, check.timeout, fresh)
-            if decided is None:
-                return False
-            choice, row, token = decided
-            if choice is _Claim.RUN:
-                with self.lock:
-                    if row is not None:
-                        self._sync(check.key, row)
-                    run.token = token
-                return False
+        """In a worker, before ``run`` would call its check, which another
+        process runs or ran: take that outcome, once recorded. Whether the
+        run settled so; False: call the check here (its owner died or
+        hangs, and this process claimed it)."""
+        while run.claim is not None:
+            choice, row = run.claim
             if choice is _Claim.FOLLOW:
-                row = self._follow(app, run, cast(_Shared, row))
-                if row is None:
-                    continue  # its owner died or hangs: claim it again
-            self.carry_out(app, self.adopt(run, cast(_Shared, row)))
+                followed = self._follow(app, run, row)
+                if followed is None:  # its owner died or hangs: claim it anew
+                    run.claim = None
+                    self.claim(app, [run])
+                    continue
+                row = followed
+            self.carry_out(app, self.adopt(run, row))
             return True
+        return False
 
     def _follow(self, app: Flask, run: _Run, row: _Shared) -> _Shared | None:
         """Wait, until ``run``'s deadline, for the process that holds the
         claim to record its outcome; that row, or None if it died or
-        outlasted one more timeout. At the deadline, ``run`` settles here
-        as timed out, counted by nobody: its owner counts its own."""
+        outlasted one more timeout, or the store failed here (then the
+        check runs here). At the deadline, ``run`` takes the host's last
+        outcome, since its owner could not record (it records a timeout at
+        its own deadline, an earlier one); with none, it settles as timed
+        out, counted by nobody."""
         with self.lock:
             run.follows = True
         owner, seq = row.owner, row.seq
         while time.monotonic() < run.deadline:
             time.sleep(_FOLLOW_EVERY)
             now = self.store.look(app, run.check.ident)  # type: ignore[union-attr]
-            if now is None:
-                break  # the store failed: settle here
-            if now.seq != seq:
+            if now is not None and now.seq != seq:
                 return now
-            if now.token is None or now.owner != owner or not _exists(owner or 0):
+            if now is None or _abandoned(now, owner, run.check.timeout):
                 with self.lock:
                     run.follows = False
                 return None
-            if time.time() >= now.deadline + run.check.timeout:
-                with self.lock:
-                    run.follows = False
-                return None
+        if row.outcome is not None:  # its owner could not record: the last one
+            return row
         self.carry_out(app, self.finish(run, _timed_out(run)))
         return row  # settled: adopting it changes nothing more
 
@@ -2350,11 +2399,12 @@ class _Monitor:
         if outcome.status != old:
             urls = [(self.url_id(url), status) for url, status in self.overall.items()]
         passes = self.streaks[check.key].passes
-        token = cast(str, run.token)
+        token = run.token
         if ends:
             run.token = None
         changed = old if old != outcome.status else None
-        return _Record(check.ident, token, outcome, passes, ends, changed, urls)
+        fields = (check.ident, token, outcome, passes, ends, changed, urls)
+        return tuple.__new__(_Record, fields)  # in C: one is made per run
 
     # The hold: an operator's, set here or by another process.
 
@@ -2436,7 +2486,10 @@ class _Monitor:
         deadlines and start the next scheduled run; log the line; open the
         latches, those waiting for the line once it is written, so that
         responses come after it; write the run to the shared store; and
-        start telling the listeners."""
+        start telling the listeners. Before all, the runs started are
+        claimed in the shared store, before any worker takes them."""
+        if then.claims:
+            self.claim(app, then.claims)
         if then.tasks or then.spread:
             _pool.submit(then.tasks, then.spread)
         for run in then.watch:
@@ -2451,13 +2504,18 @@ class _Monitor:
                 opened = _counted_down(then.after_line)
         for latch in opened:
             latch.open()
-        if then.record is not None:  # after the responses: they need not wait
-            store = cast(_Store, self.store)
-            self._soon(app, then, functools.partial(store.record, app, then.record))
+        if then.record is not None:
+            self._keep(app, then.record)
         if then.notify:
             _pool.submit(
                 [(app, _Notice(self.changes, self.registry, self.settings.url))]
             )
+
+    def _keep(self, app: Flask, record: _Record) -> None:
+        """Have ``record`` written: with the next claim, or flushed soon."""
+        store = cast(_Store, self.store)
+        if store.add(record):
+            _scheduler.flush(store, app)
 
     def _soon(self, app: Flask, then: _Then, call: Callable[[], None]) -> None:
         """Make ``call`` now, or, after a transition a request's thread or the
@@ -2848,6 +2906,11 @@ class _Scheduler:
         self._prune_at = 64  # heap size at which dead entries are dropped
         self._running = False
 
+    def flush(self, store: _Store, app: Flask) -> None:
+        """Write ``store``'s waiting outcomes soon, unless a claim takes
+        them first: records made close together go in one transaction."""
+        self._at(time.monotonic() + _FLUSH_AFTER, _Store.flush, store, app)
+
     def after(self, monitor: _Monitor, app: Flask, run: _Run, when: float) -> None:
         """Start the run that follows ``run`` at ``when``, in monotonic time."""
         self._at(when, _Monitor.start_due, monitor, app, run)
@@ -2967,6 +3030,12 @@ _STORE_WAIT = 0.1  # seconds a write may wait for another process's lock
 _STORE_RETRY = 2.0  # seconds between attempts to use a store that failed
 _STORE_LOOK = 1.0  # seconds between checks that the file is still the one opened
 _FOLLOW_EVERY = 0.01  # seconds between looks at another process's run
+_FLUSH_AFTER = 0.05  # seconds an outcome may wait to be written with others
+_ALONE = 1.0  # seconds without another process's write: alone (_Store.alone)
+# Seconds a monitor goes without looking for other processes' writes: they
+# wait up to _FLUSH_AFTER to be written, and a request that runs a check
+# reads its row anyway, in its claim.
+_LOOK_EVERY = 0.01
 _HISTORY = 20  # status changes kept per check
 _TABLES = f"""
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -3094,6 +3163,12 @@ class _Store:
         self._file: tuple[int, int] | None = None  # (device, inode) opened
         self._looked = 0.0  # monotonic time the file was last looked at
         self._opened = 0  # connections opened so far, which data_version is of
+        self._pending: list[_Record] = []  # outcomes to write, under lock
+        self._flush_planned = False  # the scheduler will write them
+        # When another process last wrote, as far as this one saw: at the
+        # data_version it saw change (see alone()).
+        self._heard_version: object = None
+        self._heard = math.inf
         self.failure: str | None = None  # why the store failed, while it has
         self._retry = 0.0  # monotonic time from which to try it again
 
@@ -3136,6 +3211,7 @@ class _Store:
         # release what the parent holds.
         self._connection = None
         _refuse_unsafe_store(self.path, "The shared store")
+        _create(self.path)  # made again after a fault: for its owner alone
         connection = sqlite3.connect(
             self.path,
             timeout=_STORE_WAIT,
@@ -3159,10 +3235,12 @@ class _Store:
         self._looked = time.monotonic()
         self._connection, self._pid = connection, os.getpid()
         self._opened += 1
+        self._heard = time.monotonic()  # not alone until it has looked a while
         return connection
 
     def _fail(self, app: Flask | None, error: BaseException) -> None:
         self._retry = time.monotonic() + _STORE_RETRY
+        self._pending = []  # runs this process claimed: it goes on alone
         if self._connection is not None and self._pid == os.getpid():
             with contextlib.suppress(sqlite3.Error):
                 self._connection.close()
@@ -3197,6 +3275,8 @@ class _Store:
         def read(connection: sqlite3.Connection) -> Any:
             (number,) = connection.execute("PRAGMA data_version").fetchone()
             version = (self._opened, number)
+            if version != self._heard_version:  # another process wrote
+                self._heard_version, self._heard = version, time.monotonic()
             if version == known:
                 return None
             marks = ",".join("?" * len(ids))
@@ -3239,38 +3319,104 @@ class _Store:
     # Claiming a run, following another process's, recording one.
 
     def claim(
-        self, app: Flask, check_id: str, timeout: float, fresh: float
-    ) -> tuple[_Claim, _Shared | None, str | None] | None:
-        """Decide, in one write transaction, what a run of a check due here
-        does (see _Claim); with the row it read, and the claim's token when
-        it is to run. ``fresh``: seconds an outcome stays current."""
+        self, app: Flask, wanted: Sequence[tuple[str, float, float]]
+    ) -> list[tuple[_Claim, _Shared | None, str | None]] | None:
+        """Decide, in one write transaction, what each run due here does
+        (see _Claim), for ``wanted``: each check's id, timeout and the
+        seconds its outcome stays fresh. Each decision comes with the row
+        it read, and the claim's token when the run is to call its check.
+        The outcomes waiting to be written go first, in the same
+        transaction: a claim of this process's must not pass its record."""
 
         def decide(connection: sqlite3.Connection) -> Any:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                row = connection.execute(
-                    f"SELECT {_ROW} FROM checks WHERE id = ?", (check_id,)
-                ).fetchone()
-                shared = _Shared.read(row) if row is not None else None
-                choice = _choose(shared, timeout, fresh, time.time())
-                token = None
-                if choice is _Claim.RUN:
-                    token = os.urandom(8).hex()
-                    now = time.time()
-                    connection.execute(
-                        "INSERT INTO checks (id, owner, token, started, deadline)"
-                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-                        " owner = excluded.owner, token = excluded.token,"
-                        " started = excluded.started, deadline = excluded.deadline",
-                        (check_id, os.getpid(), token, now, now + timeout),
-                    )
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            return choice, shared, token
+            now = time.time()
+            with _transaction(connection):
+                renewed = self._write(connection, now, wanted)
+                others = [w for w in wanted if w[0] not in renewed]
+                rows = _rows(connection, [check_id for check_id, _, _ in others])
+                claims, decided = [], {}
+                for check_id, timeout, fresh in others:
+                    row = rows.get(check_id)
+                    choice, token = _choose(row, timeout, fresh, now), None
+                    if choice is _Claim.RUN:
+                        token = os.urandom(8).hex()
+                        claims.append(
+                            (check_id, os.getpid(), token, now, now + timeout)
+                        )
+                    decided[check_id] = (choice, row, token)
+                connection.executemany(
+                    "INSERT INTO checks (id, owner, token, started, deadline)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                    " owner = excluded.owner, token = excluded.token,"
+                    " started = excluded.started, deadline = excluded.deadline",
+                    claims,
+                )
+            for check_id, token in renewed.items():
+                decided[check_id] = (_Claim.RUN, None, token)
+            return [decided[check_id] for check_id, _, _ in wanted]
 
         return self._use(app, decide)
+
+    def alone(self) -> bool:
+        """Whether no other process has written for ``_ALONE`` seconds: then
+        this one claims nothing (its runs are the only ones), and writes its
+        outcomes in batches. Another process's first claim ends that at this
+        one's next request, and only a run started at that moment can run
+        twice."""
+        return time.monotonic() - self._heard >= _ALONE
+
+    def add(self, record: _Record) -> bool:
+        """Keep ``record`` to write with the next claim or flush; whether a
+        flush must be arranged (none is)."""
+        with self.lock:
+            self._pending.append(record)
+            planned, self._flush_planned = self._flush_planned, True
+            return not planned
+
+    def flush(self, app: Flask) -> None:
+        """Write the records waiting, in one transaction."""
+        self._flush_planned = False
+        if not self._pending:  # a claim took them
+            return
+
+        def write(connection: sqlite3.Connection) -> None:
+            with _transaction(connection):
+                self._write(connection, time.time(), ())
+
+        self._use(app, write)
+
+    def _write(
+        self,
+        connection: sqlite3.Connection,
+        now: float,
+        wanted: Sequence[tuple[str, float, float]],
+    ) -> dict[str, str]:
+        """Write the records waiting, in the transaction under way. A run
+        ``wanted`` again whose last record waits here takes its claim on
+        in the same write (a renewal: no process could take the check
+        between the two, and it saves a read and a write). Returns the
+        renewed claims' tokens by check id. A record of a claim another
+        process took since (it found this one dead or late) is not written
+        over that one's."""
+        records, self._pending = self._pending, []
+        last = {entry.check_id: entry for entry in records}
+        again = {check_id: timeout for check_id, timeout, _ in wanted}
+        renewed = {}
+        for entry in records:
+            claim: tuple[str | None, float | None, float | None] = (
+                entry.token if not entry.ends else None,
+                None,
+                None,
+            )
+            renew = entry.token and entry.ends and last[entry.check_id] is entry
+            if renew and entry.check_id in again:
+                token = os.urandom(8).hex()
+                claim = token, now, now + again[entry.check_id]
+                if _write_record(connection, entry, claim):
+                    renewed[entry.check_id] = token
+                continue
+            _write_record(connection, entry, claim)
+        return renewed
 
     def look(self, app: Flask, check_id: str) -> _Shared | None:
         """A check's row as it is now: what a follower polls."""
@@ -3282,53 +3428,6 @@ class _Store:
             return _Shared.read(row) if row is not None else None
 
         return self._use(app, read)
-
-    def record(self, app: Flask, entry: _Record) -> None:
-        """Write the outcome of a run this process claimed, the host's
-        streak, the change it made and the URL statuses it changed; the
-        claim ends with the run. A claim another process took since (it
-        found this one dead or late) is not written over."""
-
-        def write(connection: sqlite3.Connection) -> None:
-            outcome = entry.outcome
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = connection.execute(
-                    "UPDATE checks SET seq = seq + 1, ok = ?, value = ?, reason = ?,"
-                    " at = ?, duration = ?, status = ?, since = ?, failures = ?,"
-                    " passes = ?, token = CASE WHEN ? THEN NULL ELSE token END,"
-                    " owner = CASE WHEN ? THEN NULL ELSE owner END"
-                    " WHERE id = ? AND token = ?",
-                    (
-                        int(outcome.ok),
-                        outcome.value,
-                        outcome.reason,
-                        outcome.at,
-                        outcome.duration,
-                        outcome.status,
-                        outcome.since,
-                        outcome.failures,
-                        entry.passes,
-                        entry.ends,
-                        entry.ends,
-                        entry.check_id,
-                        entry.token,
-                    ),
-                )
-                if cursor.rowcount and entry.old is not None:
-                    _add_history(connection, entry)
-                if cursor.rowcount:
-                    connection.executemany(
-                        "INSERT INTO urls VALUES (?, ?) ON CONFLICT (id)"
-                        " DO UPDATE SET status = excluded.status",
-                        entry.urls,
-                    )
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-
-        self._use(app, write)
 
     def history(
         self, app: Flask, ids: Sequence[str]
@@ -3426,6 +3525,18 @@ def _choose(shared: _Shared | None, timeout: float, fresh: float, now: float) ->
     return _Claim.RUN
 
 
+def _abandoned(row: _Shared, owner: int | None, timeout: float) -> bool:
+    """Whether the run a follower waits for is given up: its claim ended
+    or passed to another process, its owner died, or one more timeout
+    passed after its deadline."""
+    return (
+        row.token is None
+        or row.owner != owner
+        or not _exists(owner or 0)
+        or time.time() >= row.deadline + timeout
+    )
+
+
 def _runs_elsewhere(shared: _Shared, timeout: float, now: float) -> bool:
     """Whether another process holds the claim on the check and may still
     be running it: it lives, and one more timeout has not passed since the
@@ -3499,6 +3610,84 @@ def _check_ident(name: str, url: str, check: _Check) -> str:
     return _digest("check", name, url, check.key, repr(options), body, _parent())
 
 
+@contextlib.contextmanager
+def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction, taken at once (BEGIN IMMEDIATE): the reads in
+    it decide what it writes, so no other writer may come between."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if connection.in_transaction:  # after an I/O error, SQLite rolled back
+            connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def _write_record(
+    connection: sqlite3.Connection,
+    entry: _Record,
+    claim: tuple[str | None, float | None, float | None],
+) -> bool:
+    """Write one run's outcome and the host's streak over its claim, and
+    the claim that follows: its token (None: none), start and deadline
+    (None: as they were). Whether the claim was still this process's."""
+    token, started, deadline = claim
+    outcome = entry.outcome
+    if entry.token is None:  # a run of a process alone: its row may be new
+        connection.execute(
+            "INSERT INTO checks (id) VALUES (?) ON CONFLICT (id) DO NOTHING",
+            (entry.check_id,),
+        )
+    cursor = connection.execute(
+        "UPDATE checks SET seq = seq + 1, ok = ?, value = ?, reason = ?,"
+        " at = ?, duration = ?, status = ?, since = ?, failures = ?,"
+        " passes = ?, token = ?, owner = ?, started = COALESCE(?, started),"
+        " deadline = COALESCE(?, deadline) WHERE id = ? AND token IS ?",
+        (
+            int(outcome.ok),
+            outcome.value,
+            outcome.reason,
+            outcome.at,
+            outcome.duration,
+            outcome.status,
+            outcome.since,
+            outcome.failures,
+            entry.passes,
+            token,
+            None if token is None else _pid,
+            started,
+            deadline,
+            entry.check_id,
+            entry.token,
+        ),
+    )
+    if not cursor.rowcount:
+        return False
+    if entry.old is not None:
+        _add_history(connection, entry)
+    if entry.urls:
+        connection.executemany(
+            "INSERT INTO urls VALUES (?, ?) ON CONFLICT (id)"
+            " DO UPDATE SET status = excluded.status",
+            entry.urls,
+        )
+    return True
+
+
+def _rows(connection: sqlite3.Connection, ids: Sequence[str]) -> dict[str, _Shared]:
+    """The rows of checks ``ids`` that the store has, validated."""
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    return {
+        row[0]: _Shared.read(row[1:])
+        for row in connection.execute(
+            f"SELECT id, {_ROW} FROM checks WHERE id IN ({marks})", ids
+        )
+    }
+
+
 def _add_history(connection: sqlite3.Connection, entry: _Record) -> None:
     outcome = entry.outcome
     connection.execute(
@@ -3525,7 +3714,7 @@ class _Record(NamedTuple):
     """What a run this process claimed came to, for the store."""
 
     check_id: str
-    token: str
+    token: str | None  # the run's claim; None: of a process alone (see _Store.alone)
     outcome: _Outcome
     passes: int
     ends: bool  # the run is over: its claim ends
