@@ -579,9 +579,13 @@ class FlaskStatus:
         response: Response = app.response_class(
             writer.write(report, monitor.parts(app), details),
             200 if name == "prometheus" else report.code,  # a scrape never fails
-            headers=writer.headers,
             content_type=writer.content_type,
         )
+        # Added one by one: given to the constructor, they would go through
+        # Headers.extend, whose generic walk over any mapping or iterable
+        # costs every response about a third of what making it does.
+        for header, value in writer.headers:
+            response.headers.add(header, value)
         return response
 
     def _chosen(
