@@ -1802,7 +1802,10 @@ class _Monitor:
         tasks: list[tuple[Flask, _Task]] = []
         for run in runs:
             if self.running < self.settings.workers:
-                run.move(_RUNNING)
+                # Set, not move()d, as every run admitted is QUEUED (a new
+                # one, or one _admit_queued found so), which may go to
+                # RUNNING: the check would cost a call on every run.
+                run.state = _RUNNING
                 self.running += 1
                 tasks.append((app, run))
             else:
