@@ -1928,17 +1928,33 @@ class _Monitor:
             if self.backlog:
                 then.tasks = self._admit_queued()
         run.move(state)
-        outcome, old = self.streaks[run.check.key].count(run.check, result)
+        check = run.check
+        outcome, old = self.streaks[check.key].count(check, result)
         run.outcome = outcome
-        if outcome.status != old and self.policy.tells_listeners:
-            then.notify = self._tell(run.check.key, old, outcome)
-        if not outcome.ok or old not in (None, "OK"):  # else nothing to log
-            then.line = _run_line(self, run.check, outcome, old, error)
+        # A run that passed, as its check did before, changes no status and
+        # logs nothing: the commonest run skips deciding either.
+        if old != "OK" or not outcome.ok:
+            self._tell_and_log(run, outcome, old, error, then)
         latches, run.latches = run.latches, []
         if then.line is not None and not then.log_later:
             then.after_line = latches  # the responses come after the line
         elif latches:
             then.opened = _counted_down(latches)
+
+    def _tell_and_log(
+        self,
+        run: _Run,
+        outcome: _Outcome,
+        old: str | None,
+        error: BaseException | None,
+        then: _Then,
+    ) -> None:
+        """Decide whom to tell of the status ``run`` left its check in, if it
+        changed from ``old``, and what to log of it."""
+        if outcome.status != old and self.policy.tells_listeners:
+            then.notify = self._tell(run.check.key, old, outcome)
+        if not outcome.ok or old not in (None, "OK"):  # else nothing to log
+            then.line = _run_line(self, run.check, outcome, old, error)
 
     def _admit_queued(self) -> list[tuple[Flask, _Task]]:
         """A worker is free: the first queued run still in time takes it.
