@@ -1430,7 +1430,7 @@ class _Run:
         monitor: _Monitor,
         check: _Check,
         now: float,
-        previous: _Outcome | None = None,
+        last: _Run | None = None,  # the run it follows, done and expired
     ) -> None:
         self.monitor = monitor
         self.check = check
@@ -1438,7 +1438,8 @@ class _Run:
         self.started = now
         self.deadline = now + check.timeout
         self.counts_again = math.inf  # once late: when it counts as failed again
-        self.previous = previous  # a scheduled check's result until this one's
+        # A scheduled check shows the last run's outcome until this one's.
+        self.previous = last.outcome if last is not None and check.every else None
         self.outcome: _Outcome | None = None
         self.latches: list[_Latch] = []  # of the requests waiting for it
         self.expires = 0.0  # monotonic time from which a new run is due, once done
@@ -1763,7 +1764,8 @@ class _Monitor:
             for check in checks:
                 run = self.runs.get(check.key)
                 if run is None or (run.state is _DONE and now >= run.expires):
-                    run = self._run_anew(check, run, now)
+                    # Made here, not by a helper, as a call costs every run.
+                    run = self.runs[check.key] = _Run(self, check, now, run)
                     started.append(run)
                     outcome = run.previous  # what shown() says of a new run
                 else:
@@ -1780,13 +1782,6 @@ class _Monitor:
             # slow; runs nobody waits for get a worker each now.
             then = self._started(app, started, latch is None) if started else None
         return known, waiting, latch, then
-
-    def _run_anew(self, check: _Check, last: _Run | None, now: float) -> _Run:
-        """A new run of ``check``, to follow ``last``, which is done and
-        expired; a scheduled check shows the last outcome until it settles."""
-        previous = last.outcome if last is not None and check.every else None
-        run = self.runs[check.key] = _Run(self, check, now, previous)
-        return run
 
     def _started(self, app: Flask, runs: list[_Run], spread: bool) -> _Then:
         then = _Then()
@@ -2023,7 +2018,7 @@ class _Monitor:
             if self.runs.get(after.check.key) is not after:
                 return None
             run = self.runs[after.check.key] = _Run(
-                self, after.check, time.monotonic(), after.outcome
+                self, after.check, time.monotonic(), after
             )
             return self._started(app, [run], True)  # nobody waits: spread
 
