@@ -680,9 +680,13 @@ class FlaskStatus:
         response: Response = app.response_class(
             writer.write(report, monitor.parts(app), details),
             200 if name == "prometheus" else report.code,  # a scrape never fails
-            headers=writer.headers,
             content_type=writer.content_type,
         )
+        # Added one by one: given to the constructor, they would go through
+        # Headers.extend, whose generic walk over any mapping or iterable
+        # costs every response about a third of what making it does.
+        for header, value in writer.headers:
+            response.headers.add(header, value)
         return response
 
     def _chosen(
@@ -1570,7 +1574,7 @@ class _Run:
         monitor: _Monitor,
         check: _Check,
         now: float,
-        previous: _Outcome | None = None,
+        last: _Run | None = None,  # the run it follows, done and expired
     ) -> None:
         self.monitor = monitor
         self.check = check
@@ -1578,7 +1582,8 @@ class _Run:
         self.started = now
         self.deadline = now + check.timeout
         self.counts_again = math.inf  # once late: when it counts as failed again
-        self.previous = previous  # a scheduled check's result until this one's
+        # A scheduled check shows the last run's outcome until this one's.
+        self.previous = last.outcome if last is not None and check.every else None
         self.outcome: _Outcome | None = None
         self.latches: list[_Latch] = []  # of the requests waiting for it
         self.expires = 0.0  # monotonic time from which a new run is due, once done
@@ -1977,7 +1982,8 @@ class _Monitor:
             for check in checks:
                 run = self.runs.get(check.key)
                 if run is None or (run.state is _DONE and now >= run.expires):
-                    run = self._run_anew(check, run, now)
+                    # Made here, not by a helper, as a call costs every run.
+                    run = self.runs[check.key] = _Run(self, check, now, run)
                     started.append(run)
                     outcome = run.previous  # what shown() says of a new run
                 else:
@@ -1995,13 +2001,6 @@ class _Monitor:
             then = self._started(app, started, latch is None) if started else None
         return known, waiting, latch, then
 
-    def _run_anew(self, check: _Check, last: _Run | None, now: float) -> _Run:
-        """A new run of ``check``, to follow ``last``, which is done and
-        expired; a scheduled check shows the last outcome until it settles."""
-        previous = last.outcome if last is not None and check.every else None
-        run = self.runs[check.key] = _Run(self, check, now, previous)
-        return run
-
     def _started(self, app: Flask, runs: list[_Run], spread: bool) -> _Then:
         then = _Then()
         then.tasks = self._admit(app, runs)
@@ -2018,7 +2017,10 @@ class _Monitor:
         tasks: list[tuple[Flask, _Task]] = []
         for run in runs:
             if self.running < self.settings.workers:
-                run.move(_RUNNING)
+                # Set, not move()d, as every run admitted is QUEUED (a new
+                # one, or one _admit_queued found so), which may go to
+                # RUNNING: the check would cost a call on every run.
+                run.state = _RUNNING
                 self.running += 1
                 tasks.append((app, run))
             else:
@@ -2141,14 +2143,10 @@ class _Monitor:
             self._place(run, streak.shown(check, result), state, then)
             return
         outcome, old = streak.count(check, result)
-        if outcome.status != old:
-            if old is not None:
-                change = _Change(outcome.at, old, outcome.status, outcome.reason)
-                self.history[check.key].appendleft(change)
-            if self.policy.tells_listeners:
-                then.notify = self._tell(check.key, old, outcome)
-        if not outcome.ok or old not in (None, "OK"):  # else nothing to log
-            then.line = _run_line(self, check, outcome, old, error)
+        # A run that passed, as its check did before, changes no status and
+        # logs nothing: the commonest run skips deciding either.
+        if old != "OK" or not outcome.ok:
+            self._tell_and_log(run, outcome, old, error, then)
         if self.shares_runs:
             then.record = self._record(run, outcome, old, state is _DONE)
         self._place(run, outcome, state, then)
@@ -2168,6 +2166,26 @@ class _Monitor:
             then.after_line = latches  # the responses come after the line
         elif latches:
             then.opened = _counted_down(latches)
+
+    def _tell_and_log(
+        self,
+        run: _Run,
+        outcome: _Outcome,
+        old: str | None,
+        error: BaseException | None,
+        then: _Then,
+    ) -> None:
+        """Decide whom to tell of the status ``run`` left its check in, if it
+        changed from ``old``, and what to log of it; keep the change."""
+        key = run.check.key
+        if outcome.status != old:
+            if old is not None:
+                change = _Change(outcome.at, old, outcome.status, outcome.reason)
+                self.history[key].appendleft(change)
+            if self.policy.tells_listeners:
+                then.notify = self._tell(key, old, outcome)
+        if not outcome.ok or old not in (None, "OK"):  # else nothing to log
+            then.line = _run_line(self, run.check, outcome, old, error)
 
     def _admit_queued(self) -> list[tuple[Flask, _Task]]:
         """A worker is free: the first queued run still in time takes it.
@@ -2237,7 +2255,7 @@ class _Monitor:
             if self.runs.get(after.check.key) is not after:
                 return None
             run = self.runs[after.check.key] = _Run(
-                self, after.check, time.monotonic(), after.outcome
+                self, after.check, time.monotonic(), after
             )
             return self._started(app, [run], True)  # nobody waits: spread
 
@@ -2496,12 +2514,9 @@ class _Monitor:
             _scheduler.watch(self, app, run)
         if then.next_run is not None:
             _scheduler.after(self, app, then.next_run, then.next_at)
-        if then.line is not None:
-            self._soon(app, then, functools.partial(then.line.emit, app))
         opened = then.opened
-        if then.after_line:
-            with self.lock:
-                opened = _counted_down(then.after_line)
+        if then.line is not None:
+            opened = self._log(app, then)
         for latch in opened:
             latch.open()
         if then.record is not None:
@@ -2510,6 +2525,15 @@ class _Monitor:
             _pool.submit(
                 [(app, _Notice(self.changes, self.registry, self.settings.url))]
             )
+
+    def _log(self, app: Flask, then: _Then) -> Sequence[_Latch]:
+        """Log the line of ``then``, or have a worker log it; the latches
+        to open: with those that waited for the line counted down."""
+        self._soon(app, then, functools.partial(then.line.emit, app))  # type: ignore[union-attr]
+        if not then.after_line:
+            return then.opened
+        with self.lock:
+            return _counted_down(then.after_line)
 
     def _keep(self, app: Flask, record: _Record) -> None:
         """Have ``record`` written: with the next claim, or flushed soon."""
