@@ -13,26 +13,37 @@ answered."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import signal
+import sqlite3
+import stat
+import subprocess
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from typing import Callable
 from typing import NamedTuple
 
 import pytest
 from helpers import AtMost
 from helpers import wait_for
 from servers import LOG_FORMAT
+from servers import Answer
+from servers import LogLine
 from servers import Prober
 from servers import Start
 from servers import children
 from servers import log_lines
 from servers import probe
+from servers import probe_every_worker
 from servers import probe_together
+from servers import require
 from servers import serve_module
+from servers import workers_of
 
 # What every served app starts with: its store, its log, its X-Pid header,
 # and note(), which appends a line to a file of the test's folder.
@@ -296,3 +307,194 @@ def test_a_worker_killed_mid_run_holds_no_probe(start: Start, tmp_path: Path) ->
         "other answers": [],
         "the last answer": passing,
     }
+
+
+# -- faults of the store, while probes go on -----------------------------------
+
+FAULTY = """
+status = FlaskStatus(app, url="/readyz", share=STORE, timeout=0.5)
+status.add_field("ok", lambda: True)
+
+
+@app.post("/hold")
+def hold():
+    status.hold("every worker reads the store")
+    return "", 204
+"""
+FAULT_SECONDS = 1.5  # three of FAULTY's timeouts
+
+
+def store_files(store: Path) -> list[Path]:
+    """The store and SQLite's files beside it (WAL mode), those there."""
+    named = [store, Path(f"{store}-wal"), Path(f"{store}-shm")]
+    return [path for path in named if path.exists()]
+
+
+@contextlib.contextmanager
+def deleted(store: Path) -> Iterator[None]:
+    """``rm status.sqlite3*``. The fault ends at once: the processes'
+    retries create the store anew."""
+    for path in store_files(store):
+        path.unlink()
+    yield
+
+
+@contextlib.contextmanager
+def read_only(store: Path) -> Iterator[None]:
+    """The store's files made immutable. The tests run as root, which
+    chmod a-w does not stop, nor does it stop a process that opened the file
+    before; ``chattr +i`` stops both, as a read-only remount would: SQLite's
+    writes fail ("attempt to write a readonly database", "disk I/O error"),
+    the file's old connections' too. The fault ends with ``chattr -i``."""
+    files = store_files(store)
+    subprocess.run(["chattr", "+i", *map(str, files)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, files)], check=True)
+
+
+GARBAGE = b"not a database, "
+
+
+@contextlib.contextmanager
+def garbage(store: Path) -> Iterator[None]:
+    """The store's files overwritten in place with text. All three: in WAL
+    mode the pages the processes read may sit in ``-wal`` (and its index in
+    ``-shm``), so garbage in the main file alone goes unseen until a
+    checkpoint writes the good pages back over it. The fault ends as an
+    operator ends it, by removing the files; unless the processes replaced
+    the store themselves meanwhile."""
+    for path in store_files(store):
+        size = max(path.stat().st_size, 4096)
+        with path.open("r+b") as file:
+            file.write((GARBAGE * (size // len(GARBAGE) + 1))[:size])
+    yield
+    if store.exists() and store.read_bytes().startswith(GARBAGE):
+        for path in store_files(store):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def locked(store: Path) -> Iterator[None]:
+    """Another process holds the store's write lock (BEGIN EXCLUSIVE),
+    longer than the timeout; the fault ends with its ROLLBACK."""
+    holder = sqlite3.connect(store, isolation_level=None, timeout=5)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        yield
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+
+
+FAULTS: dict[str, Callable[[Path], contextlib.AbstractContextManager[None]]] = {
+    "deleted": deleted,
+    "read-only": read_only,
+    "garbage": garbage,
+    "locked": locked,
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_store_fault_keeps_the_endpoint_up(
+    start: Start, tmp_path: Path, fault: str
+) -> None:
+    """While probes go on, the store fails: no answer but 200 OK, no probe
+    held, one WARNING naming the store in each process that met the fault,
+    one INFO when it works again; then every worker shares it again."""
+    if fault == "read-only":
+        immutable_files_or_skip(tmp_path)
+    write_app(tmp_path, "faulty", FAULTY)
+    master, port = serve_module(start, tmp_path, "faulty", *SYNC)
+    store, log = tmp_path / STORE, tmp_path / "app.log"
+    with Prober(port, 4) as probes:  # a client a worker: none waits for one
+        time.sleep(0.5)  # every worker has used the store
+        before = len(log_lines(log))
+        with FAULTS[fault](store):
+            time.sleep(FAULT_SECONDS)
+        ended = len(log_lines(log))
+        wait_for(
+            lambda: recovered(log_lines(log)[before:], store),
+            "a WARNING naming the store, then from each process that gave"
+            " one an INFO saying it works again",
+            10,
+        )
+        time.sleep(0.2)  # a second line would come by now
+    logged = log_lines(log)[before:]
+    warned = collections.Counter(line.pid for line in logged if line.level == "WARNING")
+    answers = probes.answers
+    assert {
+        "answers but 200 OK": [
+            (a.code, a.body) for a in answers if a.code != 200 or not passes(a)
+        ],
+        "connection errors": probes.errors,
+        "longest probe": max(a.ended - a.started for a in answers),
+        "WARNINGs naming the store, by process": {
+            pid: [str(store) in line.message for line in logged if line.pid == pid]
+            for pid in warned
+        },
+        "ERRORs": [line for line in logged if line.level == "ERROR"],
+        "recoveries said before the fault ended": [
+            line for line in logged[: ended - before] if is_recovery(line, store)
+        ]
+        if fault != "deleted"  # which ends at once
+        else [],
+        "mode of the store": stat.S_IMODE(store.stat().st_mode),
+    } == {
+        "answers but 200 OK": [],
+        "connection errors": [],
+        "longest probe": AtMost(0.5 + 1.0),
+        "WARNINGs naming the store, by process": {
+            pid: [True]
+            for pid in warned  # of those that logged a warning, one each
+        },
+        "ERRORs": [],
+        "recoveries said before the fault ended": [],
+        "mode of the store": 0o600,
+    }
+    assert warned, "no process warned of the fault"
+    # Recovered means shared again: a hold set by one worker reaches all.
+    assert probe(port, "/hold", method="POST").code == 204
+    time.sleep(1)
+    workers = workers_of(master, 4)
+    codes = collections.defaultdict(set)
+    for answer in probe_every_worker(port, workers):
+        codes[answer.pid].add(answer.code)
+    assert codes == {pid: {503} for pid in workers}
+
+
+def passes(answer: Answer) -> bool:
+    return bool(answer.json() == {"status": "OK", "ok": True})
+
+
+def is_recovery(line: LogLine, store: Path) -> bool:
+    return line.level == "INFO" and str(store) in line.message
+
+
+def recovered(logged: list[LogLine], store: Path) -> bool:
+    """Whether each process that warned of ``store`` has since said, once,
+    at INFO, that it works again (and at least one warned)."""
+    warned: dict[int, int] = {}  # the process's INFO lines since its warning
+    for line in logged:
+        if line.level == "WARNING" and str(store) in line.message:
+            warned.setdefault(line.pid, 0)
+        elif line.pid in warned and is_recovery(line, store):
+            warned[line.pid] += 1
+    return bool(warned) and set(warned.values()) == {1}
+
+
+def immutable_files_or_skip(folder: Path) -> None:
+    """Skip unless ``chattr +i`` works here: root (CAP_LINUX_IMMUTABLE), and
+    a filesystem that has the flag (ext4, xfs, btrfs; not tmpfs)."""
+    chattr = require("chattr", "e2fsprogs")
+    trial = folder / "trial"
+    trial.touch()
+    made = subprocess.run([chattr, "+i", str(trial)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(
+            "chattr +i fails here (it takes root, and a filesystem such as"
+            f" ext4): {made.stderr.decode().strip()}"
+        )
+    subprocess.run([chattr, "-i", str(trial)], check=True)
+    trial.unlink()
