@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime
 import json
 import os
 import signal
@@ -37,6 +38,7 @@ from servers import LogLine
 from servers import Prober
 from servers import Start
 from servers import children
+from servers import flask_command
 from servers import log_lines
 from servers import probe
 from servers import probe_every_worker
@@ -498,3 +500,187 @@ def immutable_files_or_skip(folder: Path) -> None:
         )
     subprocess.run([chattr, "-i", str(trial)], check=True)
     trial.unlink()
+
+
+# -- a hold from the command line ----------------------------------------------
+
+HELD = """
+status = FlaskStatus(app, url="/readyz", share=STORE, timeout=0.5)
+status.add_field("ok", lambda: True)
+
+
+@status.on_change
+def heard(change):
+    note("heard", f"{change.check} {change.old} {change.new} {change.reason}")
+"""
+REASON = "db migration"
+
+
+def test_a_hold_from_the_command_line_reaches_every_worker(
+    start: Start, tmp_path: Path
+) -> None:
+    """kubectl exec POD -- flask status hold --for 600 --reason "db migration":
+    within a second every worker answers FAIL, saying why and until when, in
+    every format; it outlives a SIGHUP of the master, whose new workers
+    answer the same; and release ends it everywhere."""
+    write_app(tmp_path, "held", HELD)
+    master, port = serve_module(start, tmp_path, "held", *SYNC)
+    workers = workers_of(master, 4)
+    passing = (200, {"status": "OK", "ok": True})
+    assert distinct(probe_every_worker(port, workers)) == [passing]
+    before = time.time()
+    hold = flask_command(
+        tmp_path, "held", "status", "hold", "--for", "600", "--reason", REASON
+    )
+    after, held_at = time.time(), time.monotonic()
+    assert hold.returncode == 0, hold.stderr
+    time.sleep(max(0.0, held_at + 1 - time.monotonic()))
+    answers = probe_every_worker(port, workers)
+    until = next((a.json()["held"]["until"] for a in answers if a.code == 503), None)
+    holding = {"reason": REASON, "until": until}
+    held = (503, {"status": "FAIL", "ok": True, "held": holding})
+    assert distinct(answers) == [held]
+    assert {a.pid for a in answers} >= workers
+    assert before + 600 - 0.001 <= utc(until) <= after + 600 + 0.001
+    health = probe(port, headers=HEALTH)
+    assert (health.code, health.json()["status"]) == (503, "fail")
+    assert REASON in health.body.decode()
+    page = probe(port, "/readyz?format=html")
+    assert page.code == 503
+    assert REASON in page.body.decode()
+    scrape = probe(port, "/readyz?format=prometheus")
+    assert scrape.code == 200
+    assert 'flask_status_up{url="/readyz"} 0\n' in scrape.body.decode()
+    # Plain flask status says it too.
+    status = flask_command(tmp_path, "held", "status")
+    assert (status.returncode, status.stdout.split(" ", 1)[0]) == (1, "/readyz")
+    assert json.loads(status.stdout.split(" ", 1)[1]) == held[1]
+    # gunicorn's master starts new workers on SIGHUP and stops the old ones.
+    os.kill(master.pid, signal.SIGHUP)
+    wait_for(
+        lambda: (
+            len(set(children(master.pid)) - workers) == 4
+            and not set(children(master.pid)) & workers
+        ),
+        "four new workers",
+        30,
+    )
+    restarted = set(children(master.pid))
+    answers = probe_every_worker(port, restarted)
+    assert distinct(answers) == [held]
+    assert {a.pid for a in answers} >= restarted
+    release = flask_command(tmp_path, "held", "status", "release")
+    released_at = time.monotonic()
+    assert release.returncode == 0, release.stderr
+    time.sleep(max(0.0, released_at + 1 - time.monotonic()))
+    assert distinct(probe_every_worker(port, restarted)) == [passing]
+    # Heard once on the host, and said once at WARNING.
+    wait_for(lambda: len(heard(tmp_path)) >= 4, "the listeners to hear the release")
+    time.sleep(0.3)
+    changes = [text.split(" ", 3) for text in heard(tmp_path)]
+    assert [c[:3] for c in changes] == [
+        ["ok", "None", "OK"],
+        ["None", "None", "OK"],
+        ["None", "OK", "FAIL"],
+        ["None", "FAIL", "OK"],
+    ]
+    assert REASON in changes[2][3]
+    warnings = [
+        line
+        for line in log_lines(tmp_path / "app.log")
+        if line.level == "WARNING" and REASON in line.message
+    ]
+    assert len(warnings) == 1, warnings
+
+
+def distinct(answers: list[Answer]) -> list[tuple[int, Any]]:
+    """The distinct answers, each its code and its JSON, in the order
+    first seen."""
+    found: list[tuple[int, Any]] = []
+    for answer in answers:
+        if (answer.code, answer.json()) not in found:
+            found.append((answer.code, answer.json()))
+    return found
+
+
+def utc(text: str) -> float:
+    """Seconds since the epoch of an ISO 8601 time that must be UTC."""
+    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert moment.utcoffset() == datetime.timedelta(0), text
+    return moment.timestamp()
+
+
+# -- two apps and two URLs on one store ----------------------------------------
+
+# Served as first.py and as second.py: two apps of the same code, each with
+# two URLs whose checks have the same key, each result cached for a minute.
+TWO_URLS = """
+statuses = {}
+for name in ("a", "b"):
+    statuses[name] = FlaskStatus(app, url=f"/{name}", share=STORE)
+    statuses[name].add_field("n", lambda name=name: f"{__name__} {name}", cache=60)
+
+
+@app.post("/hold/<name>")
+def hold(name):
+    statuses[name].hold(f"{__name__} {name} held")
+    return "", 204
+
+
+@app.post("/release/<name>")
+def release(name):
+    statuses[name].release()
+    return "", 204
+"""
+
+
+def test_two_apps_and_two_urls_keep_their_own_state(
+    start: Start, tmp_path: Path
+) -> None:
+    """Each app's URL shows its own check's result, never one another app
+    or URL stored under the same key, and a hold covers its own URL alone."""
+    served = {}
+    for module in ("first", "second"):
+        write_app(tmp_path, module, TWO_URLS)
+        options = ["--workers", "2"]
+        master, port = serve_module(start, tmp_path, module, *options)
+        served[module] = (port, workers_of(master, 2))
+
+    def answers() -> dict[str, list[tuple[int, Any]]]:
+        return {
+            f"{module} /{name}": distinct(probe_every_worker(port, pids, f"/{name}"))
+            for module, (port, pids) in served.items()
+            for name in ("a", "b")
+        }
+
+    def ok(value: str) -> list[tuple[int, Any]]:
+        return [(200, {"status": "OK", "n": value})]
+
+    def held(value: str) -> list[tuple[int, Any]]:
+        holding = {"reason": f"{value} held", "until": None}
+        return [(503, {"status": "FAIL", "n": value, "held": holding})]
+
+    assert answers() == {
+        "first /a": ok("first a"),
+        "first /b": ok("first b"),
+        "second /a": ok("second a"),
+        "second /b": ok("second b"),
+    }
+    first, second = served["first"][0], served["second"][0]
+    assert probe(first, "/hold/a", method="POST").code == 204
+    time.sleep(1)
+    assert answers() == {
+        "first /a": held("first a"),
+        "first /b": ok("first b"),
+        "second /a": ok("second a"),
+        "second /b": ok("second b"),
+    }
+    assert probe(second, "/hold/b", method="POST").code == 204
+    assert probe(first, "/release/a", method="POST").code == 204
+    time.sleep(1)
+    assert answers() == {
+        "first /a": ok("first a"),
+        "first /b": ok("first b"),
+        "second /a": ok("second a"),
+        "second /b": held("second b"),
+    }
