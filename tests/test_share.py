@@ -30,7 +30,10 @@ from typing import Callable
 from typing import NamedTuple
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from helpers import AtMost
+from helpers import get
 from helpers import wait_for
 from servers import LOG_FORMAT
 from servers import Answer
@@ -46,6 +49,8 @@ from servers import probe_together
 from servers import require
 from servers import serve_module
 from servers import workers_of
+
+from flask_status import FlaskStatus
 
 # What every served app starts with: its store, its log, its X-Pid header,
 # and note(), which appends a line to a file of the test's folder.
@@ -684,3 +689,174 @@ def test_two_apps_and_two_urls_keep_their_own_state(
         "second /a": ok("second a"),
         "second /b": held("second b"),
     }
+
+
+# -- in one process: the hold's API, and the command line without a store -----
+
+
+def sharing(app: Flask, folder: Path) -> FlaskStatus:
+    status = FlaskStatus(app, url="/readyz", share=str(folder / STORE))
+    status.add_field("ok", lambda: True)
+    return status
+
+
+def test_a_hold_ends_by_itself(app: Flask, client: FlaskClient, tmp_path: Path) -> None:
+    status = sharing(app, tmp_path)
+    assert get(client, "/readyz") == (200, {"status": "OK", "ok": True})
+    with app.app_context():
+        status.hold("restoring a backup", seconds=0.5)
+    held_at = time.time()
+    code, payload = get(client, "/readyz")
+    until = payload["held"]["until"]
+    assert (code, payload) == (
+        503,
+        {
+            "status": "FAIL",
+            "ok": True,
+            "held": {"reason": "restoring a backup", "until": until},
+        },
+    )
+    assert held_at - 0.1 <= utc(until) - 0.5 <= held_at + 0.001
+    time.sleep(max(0.0, utc(until) - time.time()) + 0.05)
+    assert get(client, "/readyz") == (200, {"status": "OK", "ok": True})
+
+
+def test_a_hold_without_an_end_lasts_until_released(
+    app: Flask, client: FlaskClient, tmp_path: Path
+) -> None:
+    status = sharing(app, tmp_path)
+    with app.app_context():
+        status.hold("db migration")
+    held = {"reason": "db migration", "until": None}
+    assert get(client, "/readyz") == (
+        503,
+        {"status": "FAIL", "ok": True, "held": held},
+    )
+    with app.app_context():
+        status.release()
+    assert get(client, "/readyz") == (200, {"status": "OK", "ok": True})
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "hold", "--for", "600", "--reason", "db migration"],
+        ["status", "release"],
+    ],
+    ids=["hold", "release"],
+)
+def test_the_command_line_needs_a_store(app: Flask, args: list[str]) -> None:
+    FlaskStatus(app, url="/readyz").add_field("ok", lambda: True)
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code != 0
+    assert "STATUS_SHARE" in result.output
+
+
+def test_a_hold_needs_a_reason(app: Flask, tmp_path: Path) -> None:
+    sharing(app, tmp_path)
+    result = app.test_cli_runner().invoke(args=["status", "hold", "--for", "600"])
+    assert result.exit_code == 2  # a usage error
+    assert "--reason" in result.output
+
+
+# -- setup: a store another user could forge is refused ------------------------
+
+
+def refusal(app: Flask, path: Path, given: str) -> str:
+    """The ValueError's message when ``path`` is given as ``share`` (``given``
+    is "argument") or as ``STATUS_SHARE`` ("config")."""
+    with pytest.raises(ValueError) as refused:
+        if given == "argument":
+            FlaskStatus(app, share=str(path))
+        else:
+            app.config["STATUS_SHARE"] = str(path)
+            FlaskStatus(app)
+    message = str(refused.value)
+    assert str(path) in message
+    if given == "config":
+        assert "STATUS_SHARE" in message
+    return message
+
+
+GIVEN = pytest.mark.parametrize("given", ["argument", "config"])
+
+
+def as_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("making a file another user's takes root (os.chown)")
+
+
+@GIVEN
+def test_a_missing_directory_is_refused(app: Flask, tmp_path: Path, given: str) -> None:
+    refusal(app, tmp_path / "missing" / STORE, given)
+
+
+@GIVEN
+def test_a_symlink_is_refused(app: Flask, tmp_path: Path, given: str) -> None:
+    target = tmp_path / "elsewhere.sqlite3"
+    target.touch(0o600)
+    (tmp_path / STORE).symlink_to(target)
+    refusal(app, tmp_path / STORE, given)
+
+
+@GIVEN
+def test_a_file_of_another_user_is_refused(
+    app: Flask, tmp_path: Path, given: str
+) -> None:
+    as_root()
+    (tmp_path / STORE).touch(0o600)
+    os.chown(tmp_path / STORE, 65534, 65534)  # nobody's
+    refusal(app, tmp_path / STORE, given)
+
+
+@GIVEN
+@pytest.mark.parametrize("mode", [0o620, 0o602], ids=["group", "others"])
+def test_a_file_others_may_write_is_refused(
+    app: Flask, tmp_path: Path, given: str, mode: int
+) -> None:
+    (tmp_path / STORE).touch()
+    os.chmod(tmp_path / STORE, mode)
+    refusal(app, tmp_path / STORE, given)
+
+
+@GIVEN
+@pytest.mark.parametrize("suffix", ["-wal", "-shm"])
+def test_sqlite_files_of_another_user_are_refused(
+    app: Flask, tmp_path: Path, given: str, suffix: str
+) -> None:
+    as_root()
+    (tmp_path / STORE).touch(0o600)
+    beside = tmp_path / f"{STORE}{suffix}"
+    beside.touch(0o600)
+    os.chown(beside, 65534, 65534)
+    message = refusal(app, tmp_path / STORE, given)
+    assert str(beside) in message
+
+
+@GIVEN
+def test_a_directory_others_may_write_needs_the_sticky_bit(
+    app: Flask, tmp_path: Path, given: str
+) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(0o777)  # anyone could replace the store
+    refusal(app, folder / STORE, given)
+    folder.chmod(0o1777)  # as /tmp: only its owner may
+    other = Flask("other")
+    sharing(other, folder)
+    assert get(other.test_client(), "/readyz") == (200, {"status": "OK", "ok": True})
+
+
+def test_the_store_is_created_for_its_owner_alone(
+    app: Flask, client: FlaskClient, tmp_path: Path
+) -> None:
+    old = os.umask(0o022)  # the usual one, under which SQLite makes 0644
+    try:
+        sharing(app, tmp_path)
+        assert get(client, "/readyz") == (200, {"status": "OK", "ok": True})
+    finally:
+        os.umask(old)
+    files = store_files(tmp_path / STORE)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
+    assert modes[STORE] == 0o600
+    assert set(modes.values()) == {0o600}  # -wal and -shm too
