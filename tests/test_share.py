@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import signal
 import sqlite3
 import stat
@@ -33,6 +34,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from helpers import AtMost
+from helpers import Switch
 from helpers import get
 from helpers import wait_for
 from servers import LOG_FORMAT
@@ -51,6 +53,7 @@ from servers import serve_module
 from servers import workers_of
 
 from flask_status import FlaskStatus
+from flask_status import StatusChange
 
 # What every served app starts with: its store, its log, its X-Pid header,
 # and note(), which appends a line to a file of the test's folder.
@@ -63,6 +66,7 @@ from pathlib import Path
 from flask import Flask
 
 from flask_status import FlaskStatus
+from flask_status import StatusChange
 
 DIR = Path(os.environ["SHARE_DIR"])
 STORE = str(DIR / "status.sqlite3")
@@ -553,7 +557,7 @@ def test_a_hold_from_the_command_line_reaches_every_worker(
     held = (503, {"status": "FAIL", "ok": True, "held": holding})
     assert distinct(answers) == [held]
     assert {a.pid for a in answers} >= workers
-    assert before + 600 - 0.001 <= utc(until) <= after + 600 + 0.001
+    assert before + 600 - 0.001 <= utc(str(until)) <= after + 600 + 0.001
     health = probe(port, headers=HEALTH)
     assert (health.code, health.json()["status"]) == (503, "fail")
     assert REASON in health.body.decode()
@@ -764,6 +768,51 @@ def test_a_hold_needs_a_reason(app: Flask, tmp_path: Path) -> None:
     result = app.test_cli_runner().invoke(args=["status", "hold", "--for", "600"])
     assert result.exit_code == 2  # a usage error
     assert "--reason" in result.output
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["store", "process"])
+def test_the_page_shows_the_last_20_changes_newest_first(
+    app: Flask, client: FlaskClient, tmp_path: Path, shared: bool
+) -> None:
+    """22 changes of a check (its first result is none): the page shows the
+    last 20, newest first, after the fields' table, as its listeners heard
+    them; health+json does not grow."""
+    share = str(tmp_path / STORE) if shared else None
+    status = FlaskStatus(app, url="/readyz", share=share)
+    db = Switch()
+    status.add_field("db", db)
+    heard: list[StatusChange] = []
+    status.on_change(heard.append)
+    health = client.get("/readyz", headers=HEALTH).get_json()
+    for run in range(22):
+        db.result = run % 2 == 1  # FAIL first, then OK, FAIL...
+        client.get("/readyz")
+    assert db.calls == 23
+    # The first results of the check and the URL, then 22 changes of each.
+    wait_for(lambda: len(heard) == 2 + 22 * 2, "the listeners")
+    page = client.get("/readyz?format=html").get_data(as_text=True)
+    fields, changes = page.split('<table class="history">')
+    assert 'data-label="Since"' in fields  # the fields' table comes first
+    shown = re.findall(
+        r'<tr><th scope="row">(\w+)</th><td data-label="When"><time'
+        r' datetime="([^"]+)">[^<]+</time></td><td data-label="From"><span'
+        r' class="\w+">(\w+)</span></td><td data-label="To"><span'
+        r' class="\w+">(\w+)</span></td></tr>',
+        changes,
+    )
+    ran = [c for c in heard if c.check == "db" and c.old is not None]
+    assert shown == [("db", iso(c.at), c.old, c.new) for c in reversed(ran)][:20]
+    after = client.get("/readyz", headers=HEALTH).get_json()
+    assert (list(after), list(after["checks"]["db"][0])) == (
+        list(health),
+        list(health["checks"]["db"][0]),
+    )
+
+
+def iso(at: float) -> str:
+    """``at`` as the page says a time: ISO 8601 in UTC, to the millisecond."""
+    moment = datetime.datetime.fromtimestamp(at, datetime.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # -- setup: a store another user could forge is refused ------------------------
