@@ -50,6 +50,7 @@ from servers import probe_every_worker
 from servers import probe_together
 from servers import require
 from servers import serve_module
+from servers import stop
 from servers import workers_of
 
 from flask_status import FlaskStatus
@@ -521,7 +522,8 @@ def immutable_files_or_skip(folder: Path) -> None:
 # -- a hold from the command line ----------------------------------------------
 
 HELD = """
-status = FlaskStatus(app, url="/readyz", share=STORE, timeout=0.5)
+app.config["STATUS_SHARE"] = STORE
+status = FlaskStatus(app, url="/readyz", timeout=0.5)
 status.add_field("ok", lambda: True)
 
 
@@ -624,6 +626,37 @@ def utc(text: str) -> float:
     moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     assert moment.utcoffset() == datetime.timedelta(0), text
     return moment.timestamp()
+
+
+# The same code deployed twice: a check whose result is cached for a minute.
+DEPLOYED = """
+app.config["STATUS_SHARE"] = STORE
+status = FlaskStatus(app, url="/readyz")
+status.add_field("version", lambda: (DIR / "version").read_text(), cache=60)
+"""
+
+
+def test_a_new_deploy_reads_no_results_of_the_last_but_keeps_its_hold(
+    start: Start, tmp_path: Path
+) -> None:
+    """The next deploy of the same code on the same store runs its checks
+    afresh, where it would find the last deploy's result still fresh; a
+    hold set before it outlives it, until released."""
+    write_app(tmp_path, "deployed", DEPLOYED)
+    (tmp_path / "version").write_text("1")
+    master, port = serve_module(start, tmp_path, "deployed", "--workers", "2")
+    answers = probe_every_worker(port, workers_of(master, 2))
+    assert distinct(answers) == [(200, {"status": "OK", "version": "1"})]
+    hold = flask_command(tmp_path, "deployed", "status", "hold", "--reason", "deploy")
+    assert hold.returncode == 0, hold.stderr
+    stop(master)
+    (tmp_path / "version").write_text("2")
+    master, port = serve_module(start, tmp_path, "deployed", "--workers", "2")
+    answers = probe_every_worker(port, workers_of(master, 2))
+    held = {"reason": "deploy", "until": None}
+    assert distinct(answers) == [
+        (503, {"status": "FAIL", "version": "2", "held": held})
+    ]
 
 
 # -- two apps and two URLs on one store ----------------------------------------
