@@ -258,6 +258,39 @@ def differing_runs(health: list[Any]) -> int:
     return sum(len(entries) > 1 for entries in shown.values())
 
 
+JOINED = """
+status = FlaskStatus(app, url="/readyz", share=STORE, timeout=2)
+
+
+@status.field
+def runner():
+    note("runner.runs")
+    time.sleep(0.5)
+    return os.getpid()
+"""
+
+
+def test_probes_of_four_workers_at_once_join_one_run(
+    start: Start, tmp_path: Path
+) -> None:
+    """Single flight across processes: four probes sent together, one to
+    each worker, and a check that takes 0.5 s runs once, in one of them;
+    every worker answers its result."""
+    write_app(tmp_path, "joined", JOINED)
+    master, port = serve_module(start, tmp_path, "joined", *SYNC)
+    workers = workers_of(master, 4)
+    assert probe(port).code == 200  # the first run, then the round
+    time.sleep(0.2)
+    before = len(lines(tmp_path / "runner.runs"))
+    answers = probe_together(port, 4, threads=4)
+    ran = lines(tmp_path / "runner.runs")[before:]
+    assert len(ran) == 1
+    assert [(a.code, a.json()) for a in answers] == [
+        (200, {"status": "OK", "runner": ran[0].pid})
+    ] * 4
+    assert {a.pid for a in answers} == workers
+
+
 # -- a worker killed while it runs a check -------------------------------------
 
 SLOW = """
