@@ -189,3 +189,20 @@ def assert_pool_at_rest() -> None:
     wait_for(lambda: not pool._tasks and not pool._waking, "the pool to rest")
     with pool._lock:
         assert len(pool._parked) <= len(status_threads())
+
+
+class AtMost:
+    """Equal to any number up to ``limit``: for a rate measured on a real
+    server, such as runs per interval, compared inside a dict of such rows so
+    that a failure shows them all."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, (int, float)) and other <= self.limit
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"AtMost({self.limit!r})"

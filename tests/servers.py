@@ -5,10 +5,13 @@ addresses and stops them. The fixtures that start them are in conftest.py."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import http.client
 import importlib
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,7 +19,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from typing import Callable
@@ -276,3 +281,187 @@ def frozen(process: subprocess.Popen[bytes]) -> Iterator[None]:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
+
+
+# -- apps served by several workers: probes that say which worker answered ---
+
+
+def serve_module(
+    start: Start, folder: Path, module: str, *options: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Serve ``folder/module.py``'s ``app`` under a real gunicorn on a free
+    port of 127.0.0.1, with the options given, through the fixture ``start``
+    (which stops it by its PID), once a worker answers; the process,
+    gunicorn's master, and the port. The module reads ``SHARE_DIR``, set to
+    ``folder``; gunicorn logs to ``folder/gunicorn.log``, whose text fails
+    the test if no worker boots."""
+    pytest.importorskip("gunicorn")
+    port = free_port()
+    log = folder / "gunicorn.log"
+    command = gunicorn_command(folder)
+    command += ["--bind", f"127.0.0.1:{port}", "--error-logfile", str(log)]
+    command += [*options, f"{module}:app"]
+    master = start(command, dict(os.environ, SHARE_DIR=str(folder)), port)
+    deadline = time.monotonic() + 30
+    while True:  # it listens before its workers have imported the app
+        try:
+            probe(port, "/")
+            return master, port
+        except (OSError, http.client.HTTPException):
+            if master.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"No worker of {command} answered:\n{log.read_text()}")
+            time.sleep(0.05)
+
+
+class Answer(NamedTuple):
+    """A server's answer to one probe: the code, the PID of the worker that
+    answered (its ``X-Pid`` header, which the served apps set), the body,
+    and when the probe started and ended (``time.monotonic()``)."""
+
+    code: int
+    pid: int
+    body: bytes
+    started: float
+    ended: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def probe(
+    port: int,
+    path: str = "/readyz",
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+) -> Answer:
+    """One request to 127.0.0.1:port on a connection of its own, so that any
+    worker may take it."""
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, headers=headers or {})
+        response = conn.getresponse()
+        body = response.read()
+        pid = int(response.getheader("X-Pid") or 0)
+        return Answer(response.status, pid, body, started, time.monotonic())
+    finally:
+        conn.close()
+
+
+def probe_together(
+    port: int,
+    count: int,
+    path: str = "/readyz",
+    headers: dict[str, str] | None = None,
+    threads: int = 8,
+) -> list[Answer]:
+    """``count`` probes of ``path``, ``threads`` at a time, so that every
+    worker takes some; the answers in the order the probes were sent."""
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(lambda _: probe(port, path, headers), range(count)))
+
+
+class Prober:
+    """Threads that probe a server over and over, each with its headers in
+    turn from ``headers``, from ``with`` until its end: every answer, and
+    every error with the monotonic time it came (a worker killed under a
+    request resets its connection)."""
+
+    def __init__(
+        self,
+        port: int,
+        threads: int,
+        path: str = "/readyz",
+        headers: Sequence[dict[str, str]] = ({},),
+    ) -> None:
+        self.port, self.path, self.headers = port, path, headers
+        self.answers: list[Answer] = []
+        self.errors: list[tuple[float, Exception]] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._probe, args=(headers[i % len(headers)],))
+            for i in range(threads)
+        ]
+
+    def _probe(self, headers: dict[str, str]) -> None:
+        while not self._stop.is_set():
+            try:
+                self.answers.append(probe(self.port, self.path, headers))
+            except (OSError, http.client.HTTPException) as error:
+                self.errors.append((time.monotonic(), error))
+
+    def __enter__(self) -> Prober:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+# How the served apps log, through the root logger, to a file each of their
+# processes appends to: the process ID and the level first, to count lines
+# by worker.
+LOG_FORMAT = "%(process)d %(levelname)s %(message)s"
+
+
+class LogLine(NamedTuple):
+    pid: int
+    level: str
+    message: str
+
+
+def log_lines(path: Path) -> list[LogLine]:
+    """The lines of a log written with ``LOG_FORMAT``, in order; a
+    traceback's lines are left out."""
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        match = re.match(r"(\d+) (DEBUG|INFO|WARNING|ERROR|CRITICAL) (.*)", line)
+        if match:
+            found.append(LogLine(int(match[1]), match[2], match[3]))
+    return found
+
+
+def probe_every_worker(
+    port: int,
+    workers: set[int],
+    path: str = "/readyz",
+    headers: dict[str, str] | None = None,
+    limit: int = 400,
+) -> list[Answer]:
+    """Probes of ``path``, 8 at a time, until each of ``workers`` (PIDs) has
+    answered one, or ``limit`` probes were made; every answer."""
+    answers: list[Answer] = []
+    while len(answers) < limit and not workers <= {a.pid for a in answers}:
+        answers += probe_together(port, 8, path, headers)
+    return answers
+
+
+def flask_command(
+    folder: Path, module: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``flask --app module ARGS`` in ``folder``, as an operator would in
+    the pod (``SHARE_DIR`` set to ``folder``, as ``serve_module`` sets it);
+    what it printed and its exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", module, *args],
+        cwd=folder,
+        env=dict(os.environ, SHARE_DIR=str(folder)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def workers_of(master: subprocess.Popen[bytes], count: int) -> set[int]:
+    """The PIDs of the ``count`` workers of a gunicorn ``master``, once it
+    has forked them all (it listens before it forks)."""
+    deadline = time.monotonic() + 30
+    while len(children(master.pid)) != count:
+        assert time.monotonic() < deadline, f"gunicorn did not fork {count} workers"
+        time.sleep(0.05)
+    return set(children(master.pid))
