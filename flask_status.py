@@ -2087,9 +2087,10 @@ class _Monitor:
                 self._settle(run, result, error, _DONE, then)
             else:  # late: its outcome no longer says it is still running
                 run.move(_DONE)
-                outcome = run.outcome
-                reason = str(outcome.reason).removesuffix(_STILL_RUNNING)  # type: ignore[union-attr]
-                run.outcome = outcome._replace(reason=reason)  # type: ignore[union-attr]
+                outcome = cast(_Outcome, run.outcome)
+                if outcome.reason is not None:  # (a follower's may be a pass)
+                    reason = outcome.reason.removesuffix(_STILL_RUNNING)
+                    run.outcome = outcome._replace(reason=reason)
             self._ended(run, now, late, then)
         return then
 
@@ -2140,7 +2141,7 @@ class _Monitor:
         check = run.check
         streak = self.streaks[check.key]
         if run.follows:  # another process's run: it counts, logs and tells
-            self._place(run, streak.shown(check, result), state, then)
+            self._place(run, self._followed(run, result), state, then)
             return
         outcome, old = streak.count(check, result)
         # A run that passed, as its check did before, changes no status and
@@ -2150,6 +2151,17 @@ class _Monitor:
         if self.shares_runs:
             then.record = self._record(run, outcome, old, state is _DONE)
         self._place(run, outcome, state, then)
+
+    def _followed(self, run: _Run, result: _Result) -> _Outcome:
+        """What a run that followed another process's shows at its deadline,
+        its owner having recorded nothing by then (the owner records a
+        timeout at its own deadline, which came first): so the owner could
+        not write, and the host's last outcome stands. With none, the
+        timeout, counted by nobody."""
+        last = run.claim[1].outcome if run.claim is not None else None
+        if last is not None:
+            return last
+        return self.streaks[run.check.key].shown(run.check, result)
 
     def _place(self, run: _Run, outcome: _Outcome, state: _State, then: _Then) -> None:
         """Move ``run`` to ``state`` with ``outcome``, and count down the
@@ -2536,10 +2548,18 @@ class _Monitor:
             return _counted_down(then.after_line)
 
     def _keep(self, app: Flask, record: _Record) -> None:
-        """Have ``record`` written: with the next claim, or flushed soon."""
+        """Have ``record`` written: with the next claim, or flushed soon: by
+        a worker once the runs queued before it are done, as another
+        process waits for the record to run the check again (or, alone, by
+        the scheduler within ``_FLUSH_AFTER``, with the records of the
+        requests meanwhile)."""
         store = cast(_Store, self.store)
-        if store.add(record):
+        if not store.add(record):
+            return  # a flush is planned already
+        if store.alone():
             _scheduler.flush(store, app)
+        else:
+            _pool.submit([(app, _Call(functools.partial(store.flush, app)))])
 
     def _soon(self, app: Flask, then: _Then, call: Callable[[], None]) -> None:
         """Make ``call`` now, or, after a transition a request's thread or the
@@ -2931,8 +2951,9 @@ class _Scheduler:
         self._running = False
 
     def flush(self, store: _Store, app: Flask) -> None:
-        """Write ``store``'s waiting outcomes soon, unless a claim takes
-        them first: records made close together go in one transaction."""
+        """Write ``store``'s waiting outcomes in a moment, unless a claim
+        takes them first: records made close together go in one
+        transaction."""
         self._at(time.monotonic() + _FLUSH_AFTER, _Store.flush, store, app)
 
     def after(self, monitor: _Monitor, app: Flask, run: _Run, when: float) -> None:
