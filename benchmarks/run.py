@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # the full run, about two minutes
     python benchmarks/run.py --quick    # a smoke run, about fifteen seconds
+    python benchmarks/run.py --only hung --only storm   # some rows only
 
 Each set of routes is measured in this process, interleaved round by round,
 and a ratio is the median time of one over the median time of the other, so
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import importlib.util
+import inspect
 import json
 import os
 import queue
@@ -495,11 +497,14 @@ def served_rows(quick: bool, scheduled: bool) -> list[Row]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run")
-    quick = parser.parse_args().quick
-    rounds, batch = (3, 50) if quick else (15, 400)
+def sizes(quick: bool) -> tuple[int, int]:
+    """Rounds, and requests a batch, of the interleaved in-process rows."""
+    return (3, 50) if quick else (15, 400)
+
+
+def request_rows(quick: bool) -> list[Row]:
+    """In-process: what a request costs, against bare Flask and the floor."""
+    rounds, batch = sizes(quick)
     app = build_app()
     rows: list[Row] = []
 
@@ -521,17 +526,21 @@ def main() -> None:
     slow = ["/status/five-slow", "/status/one-slow"]
     mine, base = interleaved(app, slow, rounds, 2 if quick else 10)
     rows.append(ratio_row("5 checks sleeping 50 ms vs one", 1.2, mine, base))
+    return rows
 
+
+def storm_rows(quick: bool) -> list[Row]:
+    """In-process: how often 16 clients make a 20 ms check run."""
     seconds = 1.0 if quick else 5.0
     answered, runs = storm(seconds, cache=0)
-    rows.append(
+    rows: list[Row] = [
         (
             f"storm: 16 clients, {seconds:g} s, 20 ms check, no cache",
             "runs <= requests / 4",
             f"{runs} runs for {answered} requests",
             "yes" if runs <= answered / 4 else "NO",
         )
-    )
+    ]
     answered, runs = storm(seconds, cache=1)
     rows.append(
         (
@@ -541,39 +550,82 @@ def main() -> None:
             "yes" if runs <= seconds + 2 else "NO",
         )
     )
+    return rows
+
+
+def group_rows(quick: bool) -> list[Row]:
+    """In-process: three URLs of one instance probed at once."""
     name = "3 URLs of one instance probed at once, 20 ms check, no cache"
     target = "runs per round <= 1.0"
-    if hasattr(FlaskStatus, "group"):
-        rounds = 20 if quick else 100
-        mine, base = probe_rounds(rounds, True), probe_rounds(rounds, False)
-        measured = f"{mine:.2f} runs per round (one instance per URL: {base:.2f})"
-        rows.append((name, target, measured, "yes" if mine <= 1.0 else "NO"))
-    else:
-        rows.append((name, target, "skipped (this flask_status has no groups)", "-"))
+    if not hasattr(FlaskStatus, "group"):
+        return [(name, target, "skipped (this flask_status has no groups)", "-")]
+    rounds = 20 if quick else 100
+    mine, base = probe_rounds(rounds, True), probe_rounds(rounds, False)
+    measured = f"{mine:.2f} runs per round (one instance per URL: {base:.2f})"
+    return [(name, target, measured, "yes" if mine <= 1.0 else "NO")]
+
+
+def hung_rows(quick: bool) -> list[Row]:
+    """In-process: a check that never returns, and the threads it costs."""
     count = 40 if quick else 200
     slowest, threads = hung(count)
-    rows.append(
+    return [
         (
             f"hung check, timeout 0.2 s, {count} requests, 8 threads",
             "each <= 0.3 s; threads: 8 clients + 1 worker",
             f"slowest {slowest:.3f} s; at most {threads} more threads",
             "yes" if slowest <= 0.3 and threads <= 8 + 1 else "NO",
         )
-    )
+    ]
 
-    # After the hung check, whose thread count any scheduler thread would spoil.
+
+def scheduled_rows(quick: bool) -> list[Row]:
+    """In-process: scheduled checks against a static route. After the hung
+    check, whose thread count any scheduler thread would spoil."""
     name = "5 scheduled trivial checks vs bare"
     scheduled_app = Flask(__name__)
-    scheduled = add_scheduled(scheduled_app)
-    if scheduled:
-        urls = ["/scheduled/five", "/bare/five-static"]
-        same_payload(scheduled_app, *urls)
-        mine, base = interleaved(scheduled_app, urls, rounds, batch)
-        rows.append(ratio_row(name, 1.10, mine, base))
-    else:
-        rows.append((name, "<= 1.10x", NO_EVERY, "-"))
+    if not add_scheduled(scheduled_app):
+        return [(name, "<= 1.10x", NO_EVERY, "-")]
+    urls = ["/scheduled/five", "/bare/five-static"]
+    same_payload(scheduled_app, *urls)
+    mine, base = interleaved(scheduled_app, urls, *sizes(quick))
+    return [ratio_row(name, 1.10, mine, base)]
 
-    rows += served_rows(quick, scheduled)
+
+def gunicorn_rows(quick: bool) -> list[Row]:
+    return served_rows(quick, has_option("every"))
+
+
+def has_option(name: str) -> bool:
+    """Whether this flask_status takes ``name`` for the endpoint or a check."""
+    return any(
+        name in inspect.signature(function).parameters
+        for function in (FlaskStatus.__init__, FlaskStatus.add_field)
+    )
+
+
+# The rows, in the order they run and print; --only picks some by name.
+ROWS: dict[str, Callable[[bool], list[Row]]] = {
+    "requests": request_rows,
+    "storm": storm_rows,
+    "groups": group_rows,
+    "hung": hung_rows,
+    "scheduled": scheduled_rows,
+    "gunicorn": gunicorn_rows,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run")
+    parser.add_argument(
+        "--only", action="append", choices=ROWS, help="these rows only (repeatable)"
+    )
+    args = parser.parse_args()
+    rows: list[Row] = []
+    for name, make_rows in ROWS.items():
+        if args.only is None or name in args.only:
+            rows += make_rows(args.quick)
 
     print("| scenario | target | measured | met |")
     print("|---|---|---|---|")

@@ -38,6 +38,22 @@ def test_quick_benchmark_prints_every_scenario() -> None:
     ]
 
 
+def test_only_runs_the_rows_named() -> None:
+    only = ["--only", "hung", "--only", "groups"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", *only],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    scenarios = [line.split(" | ")[0] for line in result.stdout.splitlines()[2:]]
+    assert scenarios == [  # in the full run's order, not the options'
+        "| 3 URLs of one instance probed at once, 20 ms check, no cache",
+        "| hung check, timeout 0.2 s, 40 requests, 8 threads",
+    ]
+
+
 def test_callgrind_counts_calls_of_every_scenario_without_valgrind(
     tmp_path: Path,
 ) -> None:
