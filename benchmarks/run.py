@@ -57,6 +57,7 @@ EVERY = 5.0  # seconds between the runs of a scheduled check
 TIMEOUT = 0.8  # flask-status's default timeout, for the floor's one wait
 CLIENTS = 8  # keep-alive client threads against gunicorn's 8 threads
 NO_EVERY = "skipped (this flask_status has no every=)"
+NO_SHARE = "skipped (this flask_status has no share=)"
 
 Row = tuple[str, str, str, str]  # scenario, target, measured, met
 Checks = dict[str, Callable[[], Any]]
@@ -592,6 +593,30 @@ def scheduled_rows(quick: bool) -> list[Row]:
     return [ratio_row(name, 1.10, mine, base)]
 
 
+def share_rows(quick: bool) -> list[Row]:
+    """In-process: 5 trivial checks on request with a shared store (share=)
+    against the same checks without one, interleaved round by round."""
+    name = "5 trivial checks on request: share= vs no store"
+    if not has_option("share"):
+        return [(name, "<= 1.30x", NO_SHARE, "-")]
+    with tempfile.TemporaryDirectory() as folder:
+        app = Flask(__name__)
+        make: Any = FlaskStatus  # Any: share= is new, and may not be there yet
+        for url, share in (("/five", None), ("/shared/five", store_in(folder))):
+            status = make(app, url=url, share=share)
+            for key, check in checks(5).items():
+                status.add_field(key, check)
+        urls = ["/shared/five", "/five"]
+        same_payload(app, *urls)
+        mine, base = interleaved(app, urls, *sizes(quick))
+    return [ratio_row(name, 1.30, mine, base)]
+
+
+def store_in(folder: str | Path) -> str:
+    """The shared store's path in ``folder``, a temporary directory."""
+    return str(Path(folder) / "status.sqlite3")
+
+
 def gunicorn_rows(quick: bool) -> list[Row]:
     return served_rows(quick, has_option("every"))
 
@@ -612,6 +637,7 @@ ROWS: dict[str, Callable[[bool], list[Row]]] = {
     "hung": hung_rows,
     "scheduled": scheduled_rows,
     "gunicorn": gunicorn_rows,
+    "share": share_rows,
 }
 
 

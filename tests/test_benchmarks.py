@@ -35,6 +35,7 @@ def test_quick_benchmark_prints_every_scenario() -> None:
         "| 5 scheduled trivial checks vs bare",
         "| gunicorn 1x8, 3 trivial checks: req/s vs the floor",
         "| gunicorn 1x8, 5 scheduled checks: req/s vs bare",
+        "| 5 trivial checks on request: share= vs no store",
     ]
 
 
