@@ -191,6 +191,18 @@ def build_served_app() -> Flask:
     return app
 
 
+def build_shared_app(store: str) -> Flask:
+    """The app gunicorn serves for the store's cost: /scheduled/five, five
+    trivial checks run every ``EVERY`` s, and /shared/five, the same with a
+    shared store at ``store``."""
+    app = Flask(__name__)
+    add_scheduled(app)
+    shared = FlaskStatus(app, url="/shared/five", share=store)
+    for key, check in checks(5).items():
+        shared.add_field(key, check, every=EVERY)
+    return app
+
+
 def interleaved(app: Flask, urls: list[str], rounds: int, batch: int) -> list[float]:
     """Median seconds per request of each URL, measured round by round."""
     client = app.test_client()
@@ -333,8 +345,9 @@ spec = importlib.util.spec_from_file_location("flask_status_benchmarks", {path!r
 module = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = module
 spec.loader.exec_module(module)
-app = module.build_served_app()
+app = module.{call}
 """
+ONE_BY_EIGHT = ["--workers", "1", "--worker-class", "gthread", "--threads", "8"]
 
 
 def no_control_socket() -> list[str]:
@@ -346,19 +359,28 @@ def no_control_socket() -> list[str]:
 
 
 class Gunicorn:
-    """gunicorn serving ``build_served_app()`` on 127.0.0.1: one gthread
-    worker with 8 threads, at a free port, stopped by its PID."""
+    """gunicorn serving the app ``call`` of this module returns (by default,
+    ``build_served_app()``) on 127.0.0.1, at a free port, stopped by its PID:
+    with ``options``, by default one gthread worker with 8 threads. Up once
+    ``up`` answers 200."""
 
-    def __init__(self, folder: Path) -> None:
-        (folder / "served.py").write_text(SERVED.format(path=str(Path(__file__))))
+    def __init__(
+        self,
+        folder: Path,
+        call: str = "build_served_app()",
+        options: list[str] = ONE_BY_EIGHT,
+        up: str = "/bare/three",
+    ) -> None:
+        source = SERVED.format(path=str(Path(__file__)), call=call)
+        (folder / "served.py").write_text(source)
+        self._up = up
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = int(sock.getsockname()[1])
         self._log = folder / "gunicorn.log"
         command = [sys.executable, "-m", "gunicorn", "--chdir", str(folder)]
         command += no_control_socket()
-        command += ["--bind", f"127.0.0.1:{self.port}", "--workers", "1"]
-        command += ["--worker-class", "gthread", "--threads", "8"]
+        command += ["--bind", f"127.0.0.1:{self.port}", *options]
         with self._log.open("wb") as log:
             self._process = subprocess.Popen(
                 [*command, "served:app"], stdout=log, stderr=subprocess.STDOUT
@@ -368,7 +390,7 @@ class Gunicorn:
         deadline = time.monotonic() + 30
         while self._process.poll() is None and time.monotonic() < deadline:
             try:
-                if self.get("/bare/three")[0] == 200:
+                if self.get(self._up)[0] == 200:
                     return
             except OSError:
                 pass
@@ -442,6 +464,29 @@ def load(port: int, url: str, threads: int, seconds: float) -> float:
     return sum(counts) / elapsed
 
 
+def served_rates(
+    server: Gunicorn, pairs: list[tuple[str, str]], quick: bool
+) -> dict[str, float]:
+    """The median requests per second of each URL of ``pairs`` (each one and
+    its baseline) that ``server`` serves, measured round by round; stops the
+    server."""
+    urls = list(dict.fromkeys(url for pair in pairs for url in pair))
+    rounds, seconds = (2, 0.5) if quick else (5, 2.0)
+    rates: dict[str, list[float]] = {url: [] for url in urls}
+    try:
+        server.wait_until_up()
+        for mine, base in pairs:  # the same code and payload as its baseline
+            assert server.get(mine) == server.get(base), f"{mine} != {base}"
+        for url in urls:  # warm up
+            load(server.port, url, CLIENTS, 0.2)
+        for n in range(rounds):  # every other round in reverse, against drift
+            for url in urls if n % 2 == 0 else urls[::-1]:
+                rates[url].append(load(server.port, url, CLIENTS, seconds))
+    finally:
+        server.stop()
+    return {url: statistics.median(r) for url, r in rates.items()}
+
+
 def served_rows(quick: bool, scheduled: bool) -> list[Row]:
     """The gunicorn rows: req/s of flask-status over the floor's, for 3
     trivial checks, and of 5 scheduled checks over a static route."""
@@ -455,23 +500,8 @@ def served_rows(quick: bool, scheduled: bool) -> list[Row]:
     pairs = [("/status/three", "/floor/three"), ("/status/three", "/bare/three")]
     if scheduled:
         pairs.append(("/scheduled/five", "/bare/five-static"))
-    urls = list(dict.fromkeys(url for pair in pairs for url in pair))
-    rounds, seconds = (2, 0.5) if quick else (5, 2.0)
-    rates: dict[str, list[float]] = {url: [] for url in urls}
     with tempfile.TemporaryDirectory() as folder:
-        server = Gunicorn(Path(folder))
-        try:
-            server.wait_until_up()
-            for mine, base in pairs:  # the same code and payload as its baseline
-                assert server.get(mine) == server.get(base), f"{mine} != {base}"
-            for url in urls:  # warm up
-                load(server.port, url, CLIENTS, 0.2)
-            for n in range(rounds):  # every other round in reverse, against drift
-                for url in urls if n % 2 == 0 else urls[::-1]:
-                    rates[url].append(load(server.port, url, CLIENTS, seconds))
-        finally:
-            server.stop()
-    rate = {url: statistics.median(r) for url, r in rates.items()}
+        rate = served_rates(Gunicorn(Path(folder)), pairs, quick)
     three = rate["/status/three"] / rate["/floor/three"]
     rows: list[Row] = [
         (
@@ -617,6 +647,25 @@ def store_in(folder: str | Path) -> str:
     return str(Path(folder) / "status.sqlite3")
 
 
+def shared_served_rows(quick: bool) -> list[Row]:
+    """The gunicorn row of the store's cost: req/s of 5 scheduled checks with
+    a shared store over the same without one, from one gthread worker."""
+    name = "gunicorn 1x8, 5 scheduled checks: req/s with share= vs no store"
+    target = ">= 0.90x"
+    if importlib.util.find_spec("gunicorn") is None:
+        return [(name, target, "skipped (no gunicorn)", "-")]
+    if not has_option("share"):
+        return [(name, target, NO_SHARE, "-")]
+    pair = ("/shared/five", "/scheduled/five")
+    with tempfile.TemporaryDirectory() as folder:
+        call = f"build_shared_app({store_in(folder)!r})"
+        server = Gunicorn(Path(folder), call, up="/bare/five-static")
+        rate = served_rates(server, [pair], quick)
+    mine, base = rate[pair[0]], rate[pair[1]]
+    measured = f"{mine / base:.2f}x ({mine:.0f} vs {base:.0f} req/s)"
+    return [(name, target, measured, "yes" if mine / base >= 0.90 else "NO")]
+
+
 def gunicorn_rows(quick: bool) -> list[Row]:
     return served_rows(quick, has_option("every"))
 
@@ -638,6 +687,7 @@ ROWS: dict[str, Callable[[bool], list[Row]]] = {
     "scheduled": scheduled_rows,
     "gunicorn": gunicorn_rows,
     "share": share_rows,
+    "share-gunicorn": shared_served_rows,
 }
 
 

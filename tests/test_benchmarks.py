@@ -36,6 +36,7 @@ def test_quick_benchmark_prints_every_scenario() -> None:
         "| gunicorn 1x8, 3 trivial checks: req/s vs the floor",
         "| gunicorn 1x8, 5 scheduled checks: req/s vs bare",
         "| 5 trivial checks on request: share= vs no store",
+        "| gunicorn 1x8, 5 scheduled checks: req/s with share= vs no store",
     ]
 
 
