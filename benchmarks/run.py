@@ -20,6 +20,12 @@ Three baselines:
 
 The gunicorn rows serve the routes from a real gunicorn (one gthread worker,
 eight threads) on 127.0.0.1, loaded by keep-alive clients in this process.
+
+The share rows weigh a shared store (``share=``, issue 26): what it costs a
+request, in this process and under gunicorn, against the same checks
+without one; and what it buys four gunicorn sync workers, counted from the
+lines their checks and listener append to files, with and without a store.
+Their stores live in temporary directories.
 """
 
 from __future__ import annotations
@@ -41,14 +47,20 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
+from typing import NamedTuple
 
 from flask import Flask
+from flask import Response
 from flask import current_app
 from flask import jsonify
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flask_status import FlaskStatus
+
+if TYPE_CHECKING:  # new in 2.0.0; the benchmarks run older versions too
+    from flask_status import StatusChange
 
 MESSAGE = {"status": "OK", "service": "bench"}
 STATIC = {"version": "1.2.3", "region": "eu"}
@@ -200,6 +212,51 @@ def build_shared_app(store: str) -> Flask:
     shared = FlaskStatus(app, url="/shared/five", share=store)
     for key, check in checks(5).items():
         shared.add_field(key, check, every=EVERY)
+    return app
+
+
+def note(folder: Path, name: str, text: str = "") -> None:
+    """Append ``pid time text`` to ``folder/name``, in one write, which
+    O_APPEND keeps whole when processes append at once."""
+    with open(folder / name, "a") as file:
+        file.write(f"{os.getpid()} {time.time()!r} {text}\n")
+
+
+def build_coherent_app(folder: str, store: str | None) -> Flask:
+    """The app four gunicorn workers serve for the coherence rows, as issue 26
+    measured: /readyz with a scheduled check (every=1), a cached one
+    (cache=2) and a dependency (fail_after=3) that reads the file ``dep``,
+    and a listener; each run and each change heard is a line in a file of
+    ``folder``. With ``store``, the workers share it."""
+    where = Path(folder)
+    app = Flask(__name__)
+    status = FlaskStatus(app, url="/readyz", share=store)
+
+    def tick() -> bool:
+        note(where, "tick.runs")
+        return True
+
+    def cached() -> bool:
+        note(where, "cached.runs")
+        return True
+
+    def dep() -> str:
+        note(where, "dep.runs", "ok" if (where / "dep").exists() else "fail")
+        return (where / "dep").read_text()  # FileNotFoundError once it is gone
+
+    status.add_field("tick", tick, every=1)
+    status.add_field("cached", cached, cache=2)
+    status.add_field("dep", dep, fail_after=3)
+
+    @status.on_change
+    def heard(change: StatusChange) -> None:
+        note(where, "heard", f"{change.check} {change.old} {change.new}")
+
+    @app.after_request
+    def say_pid(response: Response) -> Response:
+        response.headers["X-Pid"] = str(os.getpid())
+        return response
+
     return app
 
 
@@ -678,6 +735,188 @@ def has_option(name: str) -> bool:
     )
 
 
+class Answer(NamedTuple):
+    """A probe's answer."""
+
+    at: float  # time.monotonic() when it came
+    code: int
+    pid: int  # of the worker that answered
+    body: Any
+
+
+PROBES = ("/readyz", "/readyz?format=health")  # JSON and health+json, by turns
+
+
+def probe(port: int, url: str) -> Answer:
+    """GET ``url`` on a connection of its own, as a probe does."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", url)
+        response = conn.getresponse()
+        body = json.loads(response.read())
+        pid = int(response.getheader("X-Pid", "0"))
+        return Answer(time.monotonic(), response.status, pid, body)
+    finally:
+        conn.close()
+
+
+def probing(
+    port: int, threads: int, seconds: float = 0.0, each: int = 0
+) -> list[Answer]:
+    """``threads`` clients probe ``PROBES`` by turns, for ``seconds`` or
+    ``each`` probes each: every answer, in the order they came."""
+    answers: list[Answer] = []
+    stop = time.monotonic() + seconds
+
+    def client(turn: int) -> None:
+        made = 0
+        while (made < each) if each else (time.monotonic() < stop):
+            answers.append(probe(port, PROBES[(turn + made) % 2]))
+            made += 1
+
+    workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sorted(answers)
+
+
+class Line(NamedTuple):
+    """A line that note() appended."""
+
+    pid: int
+    at: float  # time.time()
+    text: str
+
+
+def lines(path: Path) -> list[Line]:
+    """The whole lines of a file note() appends to; none if there is none."""
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text().split("\n")[:-1]:  # the last may be partial
+        pid, at, text = line.split(" ", 2)
+        found.append(Line(int(pid), float(at), text))
+    return found
+
+
+class Coherence(NamedTuple):
+    """What four workers of build_coherent_app() did, in one run."""
+
+    scheduled: float  # runs of tick per interval (every=1) while probed
+    cached: float  # runs of cached per ttl (cache=2) while probed
+    flips: int  # changes between 200 and 503 after the 3rd failed run of dep
+    passed: int  # answers of 200 among them
+    probes: int  # how many answers those are
+    heard: int  # listener calls for dep's OK -> FAIL
+    since: tuple[int, int]  # distinct dep since values, passing and failing
+    workers: int  # that answered the probes
+
+
+def coherence(folder: Path, store: str | None, window: float) -> Coherence:
+    """Serve build_coherent_app() from 4 sync workers: 8 clients probe for
+    ``window`` seconds (a multiple of every= and of cache=, so that counting
+    whole runs in it can only round down); the dependency breaks; one
+    probe at a time until the host made 3 failed runs of it; then 4 clients
+    probe 10 times each."""
+    (folder / "dep").write_text("up")
+    call = f"build_coherent_app({str(folder)!r}, {store!r})"
+    four = ["--workers", "4", "--worker-class", "sync"]
+    server = Gunicorn(folder, call, four, up="/readyz")
+    try:
+        server.wait_until_up()
+        begun = time.time()
+        passing = probing(server.port, 8, seconds=window)
+        (folder / "dep").unlink()
+        for _ in range(20):
+            if [r.text for r in lines(folder / "dep.runs")].count("fail") >= 3:
+                break
+            probe(server.port, PROBES[0])
+        else:
+            raise RuntimeError("the dependency did not run 3 times in 20 probes")
+        failing = probing(server.port, 4, each=10)
+        deadline = time.monotonic() + 3  # listeners run on a worker thread
+        while time.monotonic() < deadline and not heard(folder):
+            time.sleep(0.01)
+        time.sleep(0.5)  # and one in another worker would come by now
+    finally:
+        server.stop()
+
+    def per_interval(name: str, interval: float) -> float:
+        ran = [r for r in lines(folder / name) if begun <= r.at < begun + window]
+        return len(ran) / (window / interval)
+
+    def since(answers: list[Answer]) -> int:
+        health = [a.body for a in answers if "checks" in a.body]
+        return len({h["checks"]["dep"][0]["since"] for h in health})
+
+    codes = [a.code for a in failing]
+    return Coherence(
+        scheduled=per_interval("tick.runs", 1),
+        cached=per_interval("cached.runs", 2),
+        flips=sum(a != b for a, b in zip(codes, codes[1:])),
+        passed=codes.count(200),
+        probes=len(codes),
+        heard=len(heard(folder)),
+        since=(since(passing), since(failing)),
+        workers=len({a.pid for a in passing}),
+    )
+
+
+def heard(folder: Path) -> list[Line]:
+    """The listener calls for the dependency's OK -> FAIL."""
+    return [line for line in lines(folder / "heard") if line.text == "dep OK FAIL"]
+
+
+def coherence_rows(quick: bool) -> list[Row]:
+    """Issue 26's table: four sync workers of gunicorn with a shared store,
+    and without one for contrast."""
+    prefix = "gunicorn 4 sync workers, share=: "
+    names = (
+        "scheduled runs per interval (every=1)",
+        "cached runs per ttl (cache=2), 8 clients probing",
+        "200/503 flips in 40 probes after the 3rd failed run (fail_after=3)",
+        "listener calls for one OK -> FAIL",
+        "distinct since values of one check (health+json)",
+    )
+    targets = ("<= 1.2", "<= 1.2", "0", "1", "1")
+    skipped = ""
+    if importlib.util.find_spec("gunicorn") is None:
+        skipped = "skipped (no gunicorn)"
+    elif not has_option("share"):
+        skipped = NO_SHARE
+    if skipped:
+        return [(prefix + n, t, skipped, "-") for n, t in zip(names, targets)]
+    window = 2.0 if quick else 6.0
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "shared").mkdir()
+        (Path(folder) / "apart").mkdir()
+        mine = coherence(Path(folder) / "shared", store_in(folder), window)
+        base = coherence(Path(folder) / "apart", None, window)
+    measured = (
+        f"{mine.scheduled:.2f} (no store: {base.scheduled:.2f}); workers"
+        f" answering: {mine.workers} ({base.workers})",
+        f"{mine.cached:.2f} (no store: {base.cached:.2f})",
+        f"{mine.flips}, {mine.passed} of {mine.probes} answered 200"
+        f" (no store: {base.flips}, {base.passed} of {base.probes})",
+        f"{mine.heard} (no store: {base.heard})",
+        f"{mine.since[0]} while passing, {mine.since[1]} after the break"
+        f" (no store: {base.since[0]}, {base.since[1]})",
+    )
+    met = (
+        mine.scheduled <= 1.2,
+        mine.cached <= 1.2,
+        mine.flips == 0 and mine.passed == 0,
+        mine.heard == 1,
+        mine.since == (1, 1),
+    )
+    return [
+        (prefix + name, target, value, "yes" if ok else "NO")
+        for name, target, value, ok in zip(names, targets, measured, met)
+    ]
+
+
 # The rows, in the order they run and print; --only picks some by name.
 ROWS: dict[str, Callable[[bool], list[Row]]] = {
     "requests": request_rows,
@@ -688,6 +927,7 @@ ROWS: dict[str, Callable[[bool], list[Row]]] = {
     "gunicorn": gunicorn_rows,
     "share": share_rows,
     "share-gunicorn": shared_served_rows,
+    "coherence": coherence_rows,
 }
 
 

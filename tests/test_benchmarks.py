@@ -37,6 +37,14 @@ def test_quick_benchmark_prints_every_scenario() -> None:
         "| gunicorn 1x8, 5 scheduled checks: req/s vs bare",
         "| 5 trivial checks on request: share= vs no store",
         "| gunicorn 1x8, 5 scheduled checks: req/s with share= vs no store",
+        "| gunicorn 4 sync workers, share=: scheduled runs per interval (every=1)",
+        "| gunicorn 4 sync workers, share=: cached runs per ttl (cache=2), 8 clients"
+        " probing",
+        "| gunicorn 4 sync workers, share=: 200/503 flips in 40 probes after the 3rd"
+        " failed run (fail_after=3)",
+        "| gunicorn 4 sync workers, share=: listener calls for one OK -> FAIL",
+        "| gunicorn 4 sync workers, share=: distinct since values of one check"
+        " (health+json)",
     ]
 
 
