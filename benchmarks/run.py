@@ -816,18 +816,23 @@ class Coherence(NamedTuple):
 
 def coherence(folder: Path, store: str | None, window: float) -> Coherence:
     """Serve build_coherent_app() from 4 sync workers: 8 clients probe for
-    ``window`` seconds (a multiple of every= and of cache=, so that counting
-    whole runs in it can only round down); the dependency breaks; one
-    probe at a time until the host made 3 failed runs of it; then 4 clients
-    probe 10 times each."""
+    ``window`` seconds and a little more, and the runs in ``window`` count;
+    the dependency breaks; one probe at a time until the host made 3 failed
+    runs of it; then 4 clients probe 10 times each.
+
+    ``window`` is a multiple of every= and of cache=. The probe that found
+    the server up started the first runs, so the next fall due at whole
+    seconds from just before the probing began: the counted window begins
+    half a second after it, so that no run is due at either of its ends,
+    where a millisecond would decide whether it counts."""
     (folder / "dep").write_text("up")
     call = f"build_coherent_app({str(folder)!r}, {store!r})"
     four = ["--workers", "4", "--worker-class", "sync"]
     server = Gunicorn(folder, call, four, up="/readyz")
     try:
         server.wait_until_up()
-        begun = time.time()
-        passing = probing(server.port, 8, seconds=window)
+        begun = time.time() + 0.5  # of the counted window
+        passing = probing(server.port, 8, seconds=window + 1.0)
         (folder / "dep").unlink()
         for _ in range(20):
             if [r.text for r in lines(folder / "dep.runs")].count("fail") >= 3:
