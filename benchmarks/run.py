@@ -1,7 +1,7 @@
 """Benchmarks for flask-status, as ratios against bare Flask routes in this run.
 
-    python benchmarks/run.py            # the full run, about two minutes
-    python benchmarks/run.py --quick    # a smoke run, about fifteen seconds
+    python benchmarks/run.py            # the full run, about three minutes
+    python benchmarks/run.py --quick    # a smoke run, about twenty-five seconds
     python benchmarks/run.py --only hung --only storm   # some rows only
 
 Each set of routes is measured in this process, interleaved round by round,
