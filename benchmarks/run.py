@@ -779,7 +779,7 @@ def probing(
         worker.start()
     for worker in workers:
         worker.join()
-    return sorted(answers)
+    return sorted(answers, key=lambda answer: answer.at)
 
 
 class Line(NamedTuple):
