@@ -1,7 +1,8 @@
 """Benchmarks for flask-status, as ratios against bare Flask routes in this run.
 
-    python benchmarks/run.py            # the full run, about two minutes
-    python benchmarks/run.py --quick    # a smoke run, about fifteen seconds
+    python benchmarks/run.py            # the full run, about three minutes
+    python benchmarks/run.py --quick    # a smoke run, about twenty-five seconds
+    python benchmarks/run.py --only hung --only storm   # some rows only
 
 Each set of routes is measured in this process, interleaved round by round,
 and a ratio is the median time of one over the median time of the other, so
@@ -19,6 +20,12 @@ Three baselines:
 
 The gunicorn rows serve the routes from a real gunicorn (one gthread worker,
 eight threads) on 127.0.0.1, loaded by keep-alive clients in this process.
+
+The share rows weigh a shared store (``share=``, issue 26): what it costs a
+request, in this process and under gunicorn, against the same checks
+without one; and what it buys four gunicorn sync workers, counted from the
+lines their checks and listener append to files, with and without a store.
+Their stores live in temporary directories.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import importlib.util
+import inspect
 import json
 import os
 import queue
@@ -39,14 +47,20 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
+from typing import NamedTuple
 
 from flask import Flask
+from flask import Response
 from flask import current_app
 from flask import jsonify
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flask_status import FlaskStatus
+
+if TYPE_CHECKING:  # new in 2.0.0; the benchmarks run older versions too
+    from flask_status import StatusChange
 
 MESSAGE = {"status": "OK", "service": "bench"}
 STATIC = {"version": "1.2.3", "region": "eu"}
@@ -55,6 +69,7 @@ EVERY = 5.0  # seconds between the runs of a scheduled check
 TIMEOUT = 0.8  # flask-status's default timeout, for the floor's one wait
 CLIENTS = 8  # keep-alive client threads against gunicorn's 8 threads
 NO_EVERY = "skipped (this flask_status has no every=)"
+NO_SHARE = "skipped (this flask_status has no share=)"
 
 Row = tuple[str, str, str, str]  # scenario, target, measured, met
 Checks = dict[str, Callable[[], Any]]
@@ -185,6 +200,63 @@ def build_served_app() -> Flask:
     app = Flask(__name__)
     add_trivial(app, Floor(), "three")
     add_scheduled(app)
+    return app
+
+
+def build_shared_app(store: str) -> Flask:
+    """The app gunicorn serves for the store's cost: /scheduled/five, five
+    trivial checks run every ``EVERY`` s, and /shared/five, the same with a
+    shared store at ``store``."""
+    app = Flask(__name__)
+    add_scheduled(app)
+    shared = FlaskStatus(app, url="/shared/five", share=store)
+    for key, check in checks(5).items():
+        shared.add_field(key, check, every=EVERY)
+    return app
+
+
+def note(folder: Path, name: str, text: str = "") -> None:
+    """Append ``pid time text`` to ``folder/name``, in one write, which
+    O_APPEND keeps whole when processes append at once."""
+    with open(folder / name, "a") as file:
+        file.write(f"{os.getpid()} {time.time()!r} {text}\n")
+
+
+def build_coherent_app(folder: str, store: str | None) -> Flask:
+    """The app four gunicorn workers serve for the coherence rows, as issue 26
+    measured: /readyz with a scheduled check (every=1), a cached one
+    (cache=2) and a dependency (fail_after=3) that reads the file ``dep``,
+    and a listener; each run and each change heard is a line in a file of
+    ``folder``. With ``store``, the workers share it."""
+    where = Path(folder)
+    app = Flask(__name__)
+    status = FlaskStatus(app, url="/readyz", share=store)
+
+    def tick() -> bool:
+        note(where, "tick.runs")
+        return True
+
+    def cached() -> bool:
+        note(where, "cached.runs")
+        return True
+
+    def dep() -> str:
+        note(where, "dep.runs", "ok" if (where / "dep").exists() else "fail")
+        return (where / "dep").read_text()  # FileNotFoundError once it is gone
+
+    status.add_field("tick", tick, every=1)
+    status.add_field("cached", cached, cache=2)
+    status.add_field("dep", dep, fail_after=3)
+
+    @status.on_change
+    def heard(change: StatusChange) -> None:
+        note(where, "heard", f"{change.check} {change.old} {change.new}")
+
+    @app.after_request
+    def say_pid(response: Response) -> Response:
+        response.headers["X-Pid"] = str(os.getpid())
+        return response
+
     return app
 
 
@@ -330,8 +402,9 @@ spec = importlib.util.spec_from_file_location("flask_status_benchmarks", {path!r
 module = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = module
 spec.loader.exec_module(module)
-app = module.build_served_app()
+app = module.{call}
 """
+ONE_BY_EIGHT = ["--workers", "1", "--worker-class", "gthread", "--threads", "8"]
 
 
 def no_control_socket() -> list[str]:
@@ -343,19 +416,28 @@ def no_control_socket() -> list[str]:
 
 
 class Gunicorn:
-    """gunicorn serving ``build_served_app()`` on 127.0.0.1: one gthread
-    worker with 8 threads, at a free port, stopped by its PID."""
+    """gunicorn serving the app ``call`` of this module returns (by default,
+    ``build_served_app()``) on 127.0.0.1, at a free port, stopped by its PID:
+    with ``options``, by default one gthread worker with 8 threads. Up once
+    ``up`` answers 200."""
 
-    def __init__(self, folder: Path) -> None:
-        (folder / "served.py").write_text(SERVED.format(path=str(Path(__file__))))
+    def __init__(
+        self,
+        folder: Path,
+        call: str = "build_served_app()",
+        options: list[str] = ONE_BY_EIGHT,
+        up: str = "/bare/three",
+    ) -> None:
+        source = SERVED.format(path=str(Path(__file__)), call=call)
+        (folder / "served.py").write_text(source)
+        self._up = up
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = int(sock.getsockname()[1])
         self._log = folder / "gunicorn.log"
         command = [sys.executable, "-m", "gunicorn", "--chdir", str(folder)]
         command += no_control_socket()
-        command += ["--bind", f"127.0.0.1:{self.port}", "--workers", "1"]
-        command += ["--worker-class", "gthread", "--threads", "8"]
+        command += ["--bind", f"127.0.0.1:{self.port}", *options]
         with self._log.open("wb") as log:
             self._process = subprocess.Popen(
                 [*command, "served:app"], stdout=log, stderr=subprocess.STDOUT
@@ -365,7 +447,7 @@ class Gunicorn:
         deadline = time.monotonic() + 30
         while self._process.poll() is None and time.monotonic() < deadline:
             try:
-                if self.get("/bare/three")[0] == 200:
+                if self.get(self._up)[0] == 200:
                     return
             except OSError:
                 pass
@@ -439,6 +521,29 @@ def load(port: int, url: str, threads: int, seconds: float) -> float:
     return sum(counts) / elapsed
 
 
+def served_rates(
+    server: Gunicorn, pairs: list[tuple[str, str]], quick: bool
+) -> dict[str, float]:
+    """The median requests per second of each URL of ``pairs`` (each one and
+    its baseline) that ``server`` serves, measured round by round; stops the
+    server."""
+    urls = list(dict.fromkeys(url for pair in pairs for url in pair))
+    rounds, seconds = (2, 0.5) if quick else (5, 2.0)
+    rates: dict[str, list[float]] = {url: [] for url in urls}
+    try:
+        server.wait_until_up()
+        for mine, base in pairs:  # the same code and payload as its baseline
+            assert server.get(mine) == server.get(base), f"{mine} != {base}"
+        for url in urls:  # warm up
+            load(server.port, url, CLIENTS, 0.2)
+        for n in range(rounds):  # every other round in reverse, against drift
+            for url in urls if n % 2 == 0 else urls[::-1]:
+                rates[url].append(load(server.port, url, CLIENTS, seconds))
+    finally:
+        server.stop()
+    return {url: statistics.median(r) for url, r in rates.items()}
+
+
 def served_rows(quick: bool, scheduled: bool) -> list[Row]:
     """The gunicorn rows: req/s of flask-status over the floor's, for 3
     trivial checks, and of 5 scheduled checks over a static route."""
@@ -452,23 +557,8 @@ def served_rows(quick: bool, scheduled: bool) -> list[Row]:
     pairs = [("/status/three", "/floor/three"), ("/status/three", "/bare/three")]
     if scheduled:
         pairs.append(("/scheduled/five", "/bare/five-static"))
-    urls = list(dict.fromkeys(url for pair in pairs for url in pair))
-    rounds, seconds = (2, 0.5) if quick else (5, 2.0)
-    rates: dict[str, list[float]] = {url: [] for url in urls}
     with tempfile.TemporaryDirectory() as folder:
-        server = Gunicorn(Path(folder))
-        try:
-            server.wait_until_up()
-            for mine, base in pairs:  # the same code and payload as its baseline
-                assert server.get(mine) == server.get(base), f"{mine} != {base}"
-            for url in urls:  # warm up
-                load(server.port, url, CLIENTS, 0.2)
-            for n in range(rounds):  # every other round in reverse, against drift
-                for url in urls if n % 2 == 0 else urls[::-1]:
-                    rates[url].append(load(server.port, url, CLIENTS, seconds))
-        finally:
-            server.stop()
-    rate = {url: statistics.median(r) for url, r in rates.items()}
+        rate = served_rates(Gunicorn(Path(folder)), pairs, quick)
     three = rate["/status/three"] / rate["/floor/three"]
     rows: list[Row] = [
         (
@@ -495,11 +585,14 @@ def served_rows(quick: bool, scheduled: bool) -> list[Row]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run")
-    quick = parser.parse_args().quick
-    rounds, batch = (3, 50) if quick else (15, 400)
+def sizes(quick: bool) -> tuple[int, int]:
+    """Rounds, and requests a batch, of the interleaved in-process rows."""
+    return (3, 50) if quick else (15, 400)
+
+
+def request_rows(quick: bool) -> list[Row]:
+    """In-process: what a request costs, against bare Flask and the floor."""
+    rounds, batch = sizes(quick)
     app = build_app()
     rows: list[Row] = []
 
@@ -521,17 +614,21 @@ def main() -> None:
     slow = ["/status/five-slow", "/status/one-slow"]
     mine, base = interleaved(app, slow, rounds, 2 if quick else 10)
     rows.append(ratio_row("5 checks sleeping 50 ms vs one", 1.2, mine, base))
+    return rows
 
+
+def storm_rows(quick: bool) -> list[Row]:
+    """In-process: how often 16 clients make a 20 ms check run."""
     seconds = 1.0 if quick else 5.0
     answered, runs = storm(seconds, cache=0)
-    rows.append(
+    rows: list[Row] = [
         (
             f"storm: 16 clients, {seconds:g} s, 20 ms check, no cache",
             "runs <= requests / 4",
             f"{runs} runs for {answered} requests",
             "yes" if runs <= answered / 4 else "NO",
         )
-    )
+    ]
     answered, runs = storm(seconds, cache=1)
     rows.append(
         (
@@ -541,39 +638,315 @@ def main() -> None:
             "yes" if runs <= seconds + 2 else "NO",
         )
     )
+    return rows
+
+
+def group_rows(quick: bool) -> list[Row]:
+    """In-process: three URLs of one instance probed at once."""
     name = "3 URLs of one instance probed at once, 20 ms check, no cache"
     target = "runs per round <= 1.0"
-    if hasattr(FlaskStatus, "group"):
-        rounds = 20 if quick else 100
-        mine, base = probe_rounds(rounds, True), probe_rounds(rounds, False)
-        measured = f"{mine:.2f} runs per round (one instance per URL: {base:.2f})"
-        rows.append((name, target, measured, "yes" if mine <= 1.0 else "NO"))
-    else:
-        rows.append((name, target, "skipped (this flask_status has no groups)", "-"))
+    if not hasattr(FlaskStatus, "group"):
+        return [(name, target, "skipped (this flask_status has no groups)", "-")]
+    rounds = 20 if quick else 100
+    mine, base = probe_rounds(rounds, True), probe_rounds(rounds, False)
+    measured = f"{mine:.2f} runs per round (one instance per URL: {base:.2f})"
+    return [(name, target, measured, "yes" if mine <= 1.0 else "NO")]
+
+
+def hung_rows(quick: bool) -> list[Row]:
+    """In-process: a check that never returns, and the threads it costs."""
     count = 40 if quick else 200
     slowest, threads = hung(count)
-    rows.append(
+    return [
         (
             f"hung check, timeout 0.2 s, {count} requests, 8 threads",
             "each <= 0.3 s; threads: 8 clients + 1 worker",
             f"slowest {slowest:.3f} s; at most {threads} more threads",
             "yes" if slowest <= 0.3 and threads <= 8 + 1 else "NO",
         )
-    )
+    ]
 
-    # After the hung check, whose thread count any scheduler thread would spoil.
+
+def scheduled_rows(quick: bool) -> list[Row]:
+    """In-process: scheduled checks against a static route. After the hung
+    check, whose thread count any scheduler thread would spoil."""
     name = "5 scheduled trivial checks vs bare"
     scheduled_app = Flask(__name__)
-    scheduled = add_scheduled(scheduled_app)
-    if scheduled:
-        urls = ["/scheduled/five", "/bare/five-static"]
-        same_payload(scheduled_app, *urls)
-        mine, base = interleaved(scheduled_app, urls, rounds, batch)
-        rows.append(ratio_row(name, 1.10, mine, base))
-    else:
-        rows.append((name, "<= 1.10x", NO_EVERY, "-"))
+    if not add_scheduled(scheduled_app):
+        return [(name, "<= 1.10x", NO_EVERY, "-")]
+    urls = ["/scheduled/five", "/bare/five-static"]
+    same_payload(scheduled_app, *urls)
+    mine, base = interleaved(scheduled_app, urls, *sizes(quick))
+    return [ratio_row(name, 1.10, mine, base)]
 
-    rows += served_rows(quick, scheduled)
+
+def share_rows(quick: bool) -> list[Row]:
+    """In-process: 5 trivial checks on request with a shared store (share=)
+    against the same checks without one, interleaved round by round."""
+    name = "5 trivial checks on request: share= vs no store"
+    if not has_option("share"):
+        return [(name, "<= 1.30x", NO_SHARE, "-")]
+    with tempfile.TemporaryDirectory() as folder:
+        app = Flask(__name__)
+        make: Any = FlaskStatus  # Any: share= is new, and may not be there yet
+        for url, share in (("/five", None), ("/shared/five", store_in(folder))):
+            status = make(app, url=url, share=share)
+            for key, check in checks(5).items():
+                status.add_field(key, check)
+        urls = ["/shared/five", "/five"]
+        same_payload(app, *urls)
+        mine, base = interleaved(app, urls, *sizes(quick))
+    return [ratio_row(name, 1.30, mine, base)]
+
+
+def store_in(folder: str | Path) -> str:
+    """The shared store's path in ``folder``, a temporary directory."""
+    return str(Path(folder) / "status.sqlite3")
+
+
+def shared_served_rows(quick: bool) -> list[Row]:
+    """The gunicorn row of the store's cost: req/s of 5 scheduled checks with
+    a shared store over the same without one, from one gthread worker."""
+    name = "gunicorn 1x8, 5 scheduled checks: req/s with share= vs no store"
+    target = ">= 0.90x"
+    if importlib.util.find_spec("gunicorn") is None:
+        return [(name, target, "skipped (no gunicorn)", "-")]
+    if not has_option("share"):
+        return [(name, target, NO_SHARE, "-")]
+    pair = ("/shared/five", "/scheduled/five")
+    with tempfile.TemporaryDirectory() as folder:
+        call = f"build_shared_app({store_in(folder)!r})"
+        server = Gunicorn(Path(folder), call, up="/bare/five-static")
+        rate = served_rates(server, [pair], quick)
+    mine, base = rate[pair[0]], rate[pair[1]]
+    measured = f"{mine / base:.2f}x ({mine:.0f} vs {base:.0f} req/s)"
+    return [(name, target, measured, "yes" if mine / base >= 0.90 else "NO")]
+
+
+def gunicorn_rows(quick: bool) -> list[Row]:
+    return served_rows(quick, has_option("every"))
+
+
+def has_option(name: str) -> bool:
+    """Whether this flask_status takes ``name`` for the endpoint or a check."""
+    return any(
+        name in inspect.signature(function).parameters
+        for function in (FlaskStatus.__init__, FlaskStatus.add_field)
+    )
+
+
+class Answer(NamedTuple):
+    """A probe's answer."""
+
+    at: float  # time.monotonic() when it came
+    code: int
+    pid: int  # of the worker that answered
+    body: Any
+
+
+PROBES = ("/readyz", "/readyz?format=health")  # JSON and health+json, by turns
+
+
+def probe(port: int, url: str) -> Answer:
+    """GET ``url`` on a connection of its own, as a probe does."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", url)
+        response = conn.getresponse()
+        body = json.loads(response.read())
+        pid = int(response.getheader("X-Pid", "0"))
+        return Answer(time.monotonic(), response.status, pid, body)
+    finally:
+        conn.close()
+
+
+def probing(
+    port: int, threads: int, seconds: float = 0.0, each: int = 0
+) -> list[Answer]:
+    """``threads`` clients probe ``PROBES`` by turns, for ``seconds`` or
+    ``each`` probes each: every answer, in the order they came."""
+    answers: list[Answer] = []
+    stop = time.monotonic() + seconds
+
+    def client(turn: int) -> None:
+        made = 0
+        while (made < each) if each else (time.monotonic() < stop):
+            answers.append(probe(port, PROBES[(turn + made) % 2]))
+            made += 1
+
+    workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sorted(answers, key=lambda answer: answer.at)
+
+
+class Line(NamedTuple):
+    """A line that note() appended."""
+
+    pid: int
+    at: float  # time.time()
+    text: str
+
+
+def lines(path: Path) -> list[Line]:
+    """The whole lines of a file note() appends to; none if there is none."""
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text().split("\n")[:-1]:  # the last may be partial
+        pid, at, text = line.split(" ", 2)
+        found.append(Line(int(pid), float(at), text))
+    return found
+
+
+class Coherence(NamedTuple):
+    """What four workers of build_coherent_app() did, in one run."""
+
+    scheduled: float  # runs of tick per interval (every=1) while probed
+    cached: float  # runs of cached per ttl (cache=2) while probed
+    flips: int  # changes between 200 and 503 after the 3rd failed run of dep
+    passed: int  # answers of 200 among them
+    probes: int  # how many answers those are
+    heard: int  # listener calls for dep's OK -> FAIL
+    since: tuple[int, int]  # distinct dep since values, passing and failing
+    workers: int  # that answered the probes
+
+
+def coherence(folder: Path, store: str | None, window: float) -> Coherence:
+    """Serve build_coherent_app() from 4 sync workers: 8 clients probe for
+    ``window`` seconds and a little more, and the runs in ``window`` count;
+    the dependency breaks; one probe at a time until the host made 3 failed
+    runs of it; then 4 clients probe 10 times each.
+
+    ``window`` is a multiple of every= and of cache=. The probe that found
+    the server up started the first runs, so the next fall due at whole
+    seconds from just before the probing began: the counted window begins
+    half a second after it, so that no run is due at either of its ends,
+    where a millisecond would decide whether it counts."""
+    (folder / "dep").write_text("up")
+    call = f"build_coherent_app({str(folder)!r}, {store!r})"
+    four = ["--workers", "4", "--worker-class", "sync"]
+    server = Gunicorn(folder, call, four, up="/readyz")
+    try:
+        server.wait_until_up()
+        begun = time.time() + 0.5  # of the counted window
+        passing = probing(server.port, 8, seconds=window + 1.0)
+        (folder / "dep").unlink()
+        for _ in range(20):
+            if [r.text for r in lines(folder / "dep.runs")].count("fail") >= 3:
+                break
+            probe(server.port, PROBES[0])
+        else:
+            raise RuntimeError("the dependency did not run 3 times in 20 probes")
+        failing = probing(server.port, 4, each=10)
+        deadline = time.monotonic() + 3  # listeners run on a worker thread
+        while time.monotonic() < deadline and not heard(folder):
+            time.sleep(0.01)
+        time.sleep(0.5)  # and one in another worker would come by now
+    finally:
+        server.stop()
+
+    def per_interval(name: str, interval: float) -> float:
+        ran = [r for r in lines(folder / name) if begun <= r.at < begun + window]
+        return len(ran) / (window / interval)
+
+    def since(answers: list[Answer]) -> int:
+        health = [a.body for a in answers if "checks" in a.body]
+        return len({h["checks"]["dep"][0]["since"] for h in health})
+
+    codes = [a.code for a in failing]
+    return Coherence(
+        scheduled=per_interval("tick.runs", 1),
+        cached=per_interval("cached.runs", 2),
+        flips=sum(a != b for a, b in zip(codes, codes[1:])),
+        passed=codes.count(200),
+        probes=len(codes),
+        heard=len(heard(folder)),
+        since=(since(passing), since(failing)),
+        workers=len({a.pid for a in passing}),
+    )
+
+
+def heard(folder: Path) -> list[Line]:
+    """The listener calls for the dependency's OK -> FAIL."""
+    return [line for line in lines(folder / "heard") if line.text == "dep OK FAIL"]
+
+
+def coherence_rows(quick: bool) -> list[Row]:
+    """Issue 26's table: four sync workers of gunicorn with a shared store,
+    and without one for contrast."""
+    prefix = "gunicorn 4 sync workers, share=: "
+    names = (
+        "scheduled runs per interval (every=1)",
+        "cached runs per ttl (cache=2), 8 clients probing",
+        "200/503 flips in 40 probes after the 3rd failed run (fail_after=3)",
+        "listener calls for one OK -> FAIL",
+        "distinct since values of one check (health+json)",
+    )
+    targets = ("<= 1.2", "<= 1.2", "0", "1", "1")
+    skipped = ""
+    if importlib.util.find_spec("gunicorn") is None:
+        skipped = "skipped (no gunicorn)"
+    elif not has_option("share"):
+        skipped = NO_SHARE
+    if skipped:
+        return [(prefix + n, t, skipped, "-") for n, t in zip(names, targets)]
+    window = 2.0 if quick else 6.0
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "shared").mkdir()
+        (Path(folder) / "apart").mkdir()
+        mine = coherence(Path(folder) / "shared", store_in(folder), window)
+        base = coherence(Path(folder) / "apart", None, window)
+    measured = (
+        f"{mine.scheduled:.2f} (no store: {base.scheduled:.2f}); workers"
+        f" answering: {mine.workers} ({base.workers})",
+        f"{mine.cached:.2f} (no store: {base.cached:.2f})",
+        f"{mine.flips}, {mine.passed} of {mine.probes} answered 200"
+        f" (no store: {base.flips}, {base.passed} of {base.probes})",
+        f"{mine.heard} (no store: {base.heard})",
+        f"{mine.since[0]} while passing, {mine.since[1]} after the break"
+        f" (no store: {base.since[0]}, {base.since[1]})",
+    )
+    met = (
+        mine.scheduled <= 1.2,
+        mine.cached <= 1.2,
+        mine.flips == 0 and mine.passed == 0,
+        mine.heard == 1,
+        mine.since == (1, 1),
+    )
+    return [
+        (prefix + name, target, value, "yes" if ok else "NO")
+        for name, target, value, ok in zip(names, targets, measured, met)
+    ]
+
+
+# The rows, in the order they run and print; --only picks some by name.
+ROWS: dict[str, Callable[[bool], list[Row]]] = {
+    "requests": request_rows,
+    "storm": storm_rows,
+    "groups": group_rows,
+    "hung": hung_rows,
+    "scheduled": scheduled_rows,
+    "gunicorn": gunicorn_rows,
+    "share": share_rows,
+    "share-gunicorn": shared_served_rows,
+    "coherence": coherence_rows,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run")
+    parser.add_argument(
+        "--only", action="append", choices=ROWS, help="these rows only (repeatable)"
+    )
+    args = parser.parse_args()
+    rows: list[Row] = []
+    for name, make_rows in ROWS.items():
+        if args.only is None or name in args.only:
+            rows += make_rows(args.quick)
 
     print("| scenario | target | measured | met |")
     print("|---|---|---|---|")

@@ -35,6 +35,32 @@ def test_quick_benchmark_prints_every_scenario() -> None:
         "| 5 scheduled trivial checks vs bare",
         "| gunicorn 1x8, 3 trivial checks: req/s vs the floor",
         "| gunicorn 1x8, 5 scheduled checks: req/s vs bare",
+        "| 5 trivial checks on request: share= vs no store",
+        "| gunicorn 1x8, 5 scheduled checks: req/s with share= vs no store",
+        "| gunicorn 4 sync workers, share=: scheduled runs per interval (every=1)",
+        "| gunicorn 4 sync workers, share=: cached runs per ttl (cache=2), 8 clients"
+        " probing",
+        "| gunicorn 4 sync workers, share=: 200/503 flips in 40 probes after the 3rd"
+        " failed run (fail_after=3)",
+        "| gunicorn 4 sync workers, share=: listener calls for one OK -> FAIL",
+        "| gunicorn 4 sync workers, share=: distinct since values of one check"
+        " (health+json)",
+    ]
+
+
+def test_only_runs_the_rows_named() -> None:
+    only = ["--only", "hung", "--only", "groups"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", *only],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    scenarios = [line.split(" | ")[0] for line in result.stdout.splitlines()[2:]]
+    assert scenarios == [  # in the full run's order, not the options'
+        "| 3 URLs of one instance probed at once, 20 ms check, no cache",
+        "| hung check, timeout 0.2 s, 40 requests, 8 threads",
     ]
 
 
