@@ -78,6 +78,7 @@ from flask.json.provider import DefaultJSONProvider
 __version__ = "2.0.0"
 __all__ = [
     "FlaskStatus",
+    "Health",
     "StatusChange",
     "celery_check",
     "disk_check",
@@ -126,6 +127,122 @@ class StatusChange(NamedTuple):
     """When the result was observed, in seconds since the epoch."""
 
 
+class Health:
+    """What a check may return to say more than pass or fail: the status of
+    this run, a value with its unit, and why it is not OK.
+
+    A WARN result makes the check's status WARN, whatever ``critical``
+    says; a FAIL result is a failed run, which a non-critical check counts
+    as WARN. The field shows the value, or ``true`` (``false`` for FAIL)
+    when there is none; the reason goes where failures' reasons go. For
+    ``fail_after`` and ``recover_after`` a WARN run is a run that passed.
+    Made by :meth:`ok`, :meth:`warn` and :meth:`fail`; a plain return
+    value keeps its meaning.
+
+    .. code-block:: python
+
+        from flask_status import Health
+
+        @status.field("queue", component_type="component")
+        def queue_depth():
+            depth = queue.size()
+            if depth > 10_000:
+                reason = f"{depth} messages waiting"
+                return Health.warn(reason, value=depth, unit="messages")
+            return Health.ok(depth, unit="messages")
+    """
+
+    __slots__ = ("reason", "status", "unit", "value")
+
+    status: str
+    """``"OK"``, ``"WARN"`` or ``"FAIL"``: the status of this run."""
+    value: Any
+    """What the field shows, or ``None`` for ``true`` (``false`` for FAIL)."""
+    unit: str | None
+    """The value's unit, such as ``"bytes"`` or ``"s"``; or ``None``."""
+    reason: str | None
+    """Why the run is not OK; ``None`` for OK."""
+
+    def __init__(
+        self,
+        status: str,
+        value: Any = None,
+        unit: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        if status not in ("OK", "WARN", "FAIL"):
+            raise ValueError(
+                f"The status {status!r} of a Health is none of 'OK', 'WARN' and"
+                " 'FAIL'; make one with Health.ok, Health.warn or Health.fail."
+            )
+        if status != "OK":
+            reason = _health_text(reason, "The reason")
+        elif reason is not None:
+            raise ValueError(
+                f"Health.ok takes no reason, but got {reason!r}; an OK run has"
+                " nothing to explain, so return Health.warn for one that has."
+            )
+        self.status = status
+        self.value = value
+        self.unit = None if unit is None else _health_text(unit, "The unit")
+        self.reason = reason
+
+    @classmethod
+    def ok(cls, value: Any = None, *, unit: str | None = None) -> Health:
+        """An OK run, showing ``value`` (``true`` when it is ``None``).
+
+        :param value: a JSON value, as a check's return value.
+        :param unit: the value's unit, such as ``"bytes"`` or ``"s"``.
+        """
+        return cls("OK", value, unit)
+
+    @classmethod
+    def warn(cls, reason: str, *, value: Any = None, unit: str | None = None) -> Health:
+        """A degraded run: the check's status is WARN, at once.
+
+        :param reason: why, as the response and the log show it.
+        :param value: a JSON value, shown instead of ``true``.
+        :param unit: the value's unit, such as ``"bytes"`` or ``"s"``.
+        """
+        return cls("WARN", value, unit, reason)
+
+    @classmethod
+    def fail(cls, reason: str, *, value: Any = None, unit: str | None = None) -> Health:
+        """A failed run, as if the check raised: FAIL if it is critical,
+        else WARN, once ``fail_after`` such runs come in a row.
+
+        :param reason: why, as the response and the log show it.
+        :param value: a JSON value, shown instead of ``false``.
+        :param unit: the value's unit, such as ``"bytes"`` or ``"s"``.
+        """
+        return cls("FAIL", value, unit, reason)
+
+    def __repr__(self) -> str:
+        given = [] if self.reason is None else [repr(self.reason)]
+        if self.value is not None:
+            given.append(f"value={self.value!r}" if given else repr(self.value))
+        if self.unit is not None:
+            given.append(f"unit={self.unit!r}")
+        return f"Health.{self.status.lower()}({', '.join(given)})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Health):
+            return NotImplemented
+        mine = (self.status, self.value, self.unit, self.reason)
+        return mine == (other.status, other.value, other.unit, other.reason)
+
+    __hash__ = None  # type: ignore[assignment]  # its value may be a list
+
+
+def _health_text(text: object, what: str) -> str:
+    """A Health's reason or unit: a string with some text."""
+    if not isinstance(text, str):
+        raise TypeError(f"{what} of a Health must be a string, not {text!r}.")
+    if not text.strip():
+        raise ValueError(f"{what} of a Health {text!r} is empty; say something.")
+    return text
+
+
 class FlaskStatus:
     """Serve the status of a Flask app as JSON at one URL.
 
@@ -163,6 +280,9 @@ class FlaskStatus:
     :param quiet_access_log: keep successful (2xx) requests to this
         instance's URLs out of the access logs of Flask's development server
         and of gunicorn [``STATUS_QUIET_ACCESS_LOG``, ``False``].
+    :param status_codes: the HTTP code of each status, any of them given:
+        OK a 2xx, FAIL a 4xx or 5xx, WARN any from 200 to 599
+        [``STATUS_CODES``, ``{"OK": 200, "WARN": 200, "FAIL": 503}``].
 
     .. code-block:: python
 
@@ -192,6 +312,7 @@ class FlaskStatus:
         per_check: bool | None = None,
         html: bool | None = None,
         quiet_access_log: bool | None = None,
+        status_codes: Mapping[str, int] | None = None,
     ) -> None:
         given = dict(
             url=url,
@@ -207,6 +328,7 @@ class FlaskStatus:
             per_check=per_check,
             html=html,
             quiet_access_log=quiet_access_log,
+            status_codes=status_codes,
         )
         self._given = {
             s.name: s.validate(given[s.name], s.label)
@@ -353,6 +475,7 @@ class FlaskStatus:
         every: float | None = None,
         fail_after: int | None = None,
         recover_after: int | None = None,
+        component_type: str | None = None,
     ) -> None:
         """Add ``key`` to the payload: a static JSON value, or a check.
 
@@ -377,6 +500,9 @@ class FlaskStatus:
             status stays ``"OK"``. Default: the endpoint's.
         :param recover_after: passing runs in a row after which a failing
             check counts as passing again. Default: the endpoint's.
+        :param component_type: what the check watches, as
+            ``application/health+json``'s ``componentType`` says it, such
+            as ``"datastore"``, ``"component"`` or ``"system"``.
         :raises TypeError: if ``key`` is not a string, ``value`` is neither
             JSON nor callable, or the callable needs arguments.
         :raises ValueError: if ``key`` is empty, reserved or already added,
@@ -398,6 +524,7 @@ class FlaskStatus:
             every=every,
             fail_after=fail_after,
             recover_after=recover_after,
+            component_type=component_type,
         )
         field = _Field.make(key, value, given)
         # A new dict, not an update: requests under way keep the one they read.
@@ -417,6 +544,7 @@ class FlaskStatus:
         every: float | None = None,
         fail_after: int | None = None,
         recover_after: int | None = None,
+        component_type: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def field(self, name: str | F | None = None, **options: Any) -> Any:
@@ -427,7 +555,8 @@ class FlaskStatus:
 
         :param name: the payload key.
         :param options: ``critical``, ``timeout``, ``cache``, ``every``,
-            ``fail_after`` and ``recover_after``, as for :meth:`add_field`.
+            ``fail_after``, ``recover_after`` and ``component_type``, as
+            for :meth:`add_field`.
 
         .. code-block:: python
 
@@ -553,6 +682,75 @@ class FlaskStatus:
         self._details = predicate
         return predicate
 
+    def instrument(self, meter: Any) -> None:
+        """Publish each check's latest result through ``meter``, an
+        OpenTelemetry ``Meter``, as observable gauges: read from the latest
+        results when the meter's reader collects, never by running a check.
+
+        ``flask_status.check.status`` is 1 for OK, 0.5 for WARN and 0 for
+        FAIL; ``flask_status.check.duration`` is the seconds the latest run
+        took; ``flask_status.check.value`` is the number a check gave in a
+        :class:`Health`, with its unit as the attribute ``unit``. Each
+        observation has the attributes ``url`` (the instance's URL) and
+        ``check`` (the field key), once per app served; a check that has not
+        run yet has none. ``opentelemetry`` is imported here, and only here.
+
+        :param meter: an ``opentelemetry.metrics.Meter``, such as
+            ``metrics.get_meter("my-app")``.
+
+        .. code-block:: python
+
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+            reader = InMemoryMetricReader()  # or a PeriodicExportingMetricReader
+            provider = MeterProvider(metric_readers=[reader])
+            status.instrument(provider.get_meter("flask-status"))
+        """
+        from opentelemetry.metrics import Observation  # type: ignore[import-not-found,unused-ignore]
+
+        registry = self._registry
+
+        def statuses(options: Any) -> list[Any]:
+            return [
+                Observation(_LEVELS[outcome.status], labels)
+                for labels, outcome in _latest(registry)
+            ]
+
+        def durations(options: Any) -> list[Any]:
+            return [
+                Observation(outcome.duration, labels)
+                for labels, outcome in _latest(registry)
+            ]
+
+        def values(options: Any) -> list[Any]:
+            observed = []
+            for labels, outcome in _latest(registry):
+                number = _measure(outcome)
+                if number is not None:
+                    unit = outcome.health.unit  # type: ignore[union-attr]
+                    extra = {} if unit is None else {"unit": unit}
+                    observed.append(Observation(number, {**labels, **extra}))
+            return observed
+
+        meter.create_observable_gauge(
+            "flask_status.check.status",
+            callbacks=[statuses],
+            unit="1",
+            description="1 if the check's status is OK, 0.5 if WARN, 0 if FAIL.",
+        )
+        meter.create_observable_gauge(
+            "flask_status.check.duration",
+            callbacks=[durations],
+            unit="s",
+            description="How long the check's latest run took.",
+        )
+        meter.create_observable_gauge(
+            "flask_status.check.value",
+            callbacks=[values],
+            description="The number the check's latest run gave, in its unit.",
+        )
+
     # The request: the view the authenticator wraps, and what it answers.
 
     def _respond_here(self, key: str | None = None) -> Response:
@@ -617,6 +815,26 @@ class FlaskStatus:
             url = self._registry.routes[request.endpoint].url
             _emit(app, logging.ERROR, message, self._details, url, error=error)
             return False
+
+
+_LEVELS = {"OK": 1.0, "WARN": 0.5, "FAIL": 0.0}  # as Xabaril's publishers say it
+
+
+def _latest(registry: _Registry) -> list[tuple[dict[str, str], _Outcome]]:
+    """The latest outcome of each check on each app served, with its
+    metric attributes: what a run settled, or what a scheduled one shows
+    until it does. Read under each monitor's lock; no check is run."""
+    latest = []
+    for monitor in list(registry.monitors.values()):
+        with monitor.lock:
+            runs = [
+                (key, run.outcome or run.previous) for key, run in monitor.runs.items()
+            ]
+        url = monitor.settings.url
+        for key, outcome in runs:
+            if outcome is not None:
+                latest.append(({"url": url, "check": key}, outcome))
+    return latest
 
 
 async def _awaited(value: Awaitable[T]) -> T:
@@ -733,7 +951,7 @@ def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
     nothing, naming the setting it is closest to."""
     import difflib
 
-    names = [setting.name.upper() for setting in _SETTINGS]
+    names = [setting.key[len("STATUS_") :] for setting in _SETTINGS]
     for key in sorted(k for k in config if str(k).startswith("STATUS_")):
         name = key[len("STATUS_") :]
         if name in names:
@@ -953,15 +1171,73 @@ def _log_mode(value: object, what: str) -> str:
     return str(value)
 
 
+_STATUSES = ("OK", "WARN", "FAIL")
+_DEFAULT_CODES = {"OK": 200, "WARN": 200, "FAIL": 503}
+
+
+def _status_codes_of(value: object, what: str) -> dict[str, int]:
+    """The HTTP code of each status: ``value``'s, else the default's.
+    OK must be a success, and FAIL no success or redirect, which a load
+    balancer would take as healthy."""
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"{what} must be a dict of statuses to HTTP codes, such as"
+            f' {{"WARN": 429}}, not {value!r}.{_env_hint(value, what)}'
+        )
+    codes = dict(_DEFAULT_CODES)
+    for status, code in value.items():
+        if status not in _STATUSES:
+            raise ValueError(
+                f"{what} has the key {status!r}, which is no status; give codes"
+                " for 'OK', 'WARN' or 'FAIL'."
+            )
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise TypeError(
+                f"{what} gives {status} the code {code!r}; give an int, such as"
+                f" {_DEFAULT_CODES[status]}."
+            )
+        codes[status] = code
+    for status, code in codes.items():
+        _status_code(status, code, what)
+    return codes
+
+
+def _status_code(status: str, code: int, what: str) -> None:
+    lowest = 400 if status == "FAIL" else 200
+    highest = 299 if status == "OK" else 599
+    if not lowest <= code <= highest:
+        why = {
+            "OK": "a success (2xx), or probes would take the app as down",
+            "WARN": "from 200 to 599",
+            "FAIL": "an error (4xx or 5xx): with a success or a redirect a load"
+            " balancer would keep sending traffic",
+        }[status]
+        raise ValueError(f"{what} gives {status} the code {code!r}; it must be {why}.")
+
+
+def _component_type(value: object, what: str) -> str:
+    """What kind of thing a check watches, as health+json names it."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, such as 'datastore', not {value!r}.")
+    if not value.strip():
+        raise ValueError(
+            f"{what} {value!r} is empty; give one such as 'datastore',"
+            " 'component' or 'system'."
+        )
+    _json_value(what, value)
+    return value
+
+
 class _Setting(NamedTuple):
     name: str
     label: str  # what an error calls it when given as an argument
     default: Any
     validate: Callable[[object, str], Any]  # (value, label) -> the value
+    config: str | None = None  # its config key, if not STATUS_<NAME>
 
     @property
     def key(self) -> str:
-        return f"STATUS_{self.name.upper()}"
+        return self.config or f"STATUS_{self.name.upper()}"
 
 
 # Every setting, each a keyword of FlaskStatus of the same name. A new one
@@ -981,6 +1257,13 @@ _SETTINGS = (
     _Setting("per_check", "The per_check option", False, _bool),
     _Setting("html", "The html option", True, _bool),
     _Setting("quiet_access_log", "The quiet_access_log option", False, _bool),
+    _Setting(
+        "status_codes",
+        "The status_codes option",
+        _DEFAULT_CODES,
+        _status_codes_of,
+        "STATUS_CODES",
+    ),
 )
 
 
@@ -1002,6 +1285,7 @@ class _Settings(NamedTuple):
     per_check: bool
     html: bool
     quiet_access_log: bool
+    status_codes: dict[str, int]  # the HTTP code of each status
 
 
 # Every option of a check, each a keyword of add_field and field of the same
@@ -1016,6 +1300,7 @@ _CHECK_OPTIONS = (
     _Setting("every", "The every interval", None, _interval),
     _Setting("fail_after", "The fail_after option", None, _count),
     _Setting("recover_after", "The recover_after option", None, _count),
+    _Setting("component_type", "The component_type option", None, _component_type),
 )
 
 
@@ -1029,6 +1314,7 @@ class _CheckOptions(NamedTuple):
     every: float | None = None
     fail_after: int | None = None
     recover_after: int | None = None
+    component_type: str | None = None
 
 
 class _Field(NamedTuple):
@@ -1207,21 +1493,35 @@ class _Outcome(NamedTuple):
     """What one run of a check came to, as its check's status counted it;
     made once, when the run settles."""
 
-    ok: bool
+    ok: bool  # it passed: OK, or a Health.warn (a degraded run is not down)
     value: str  # the JSON text the payload shows: the result, or false
-    reason: str | None  # why it failed
+    reason: str | None  # why it failed or warned, cut to _MOST_REASON characters
     at: float  # when, in seconds since the epoch
     duration: float  # seconds the run took, or until it was given up
     status: str  # the check's status once this run counted: OK, WARN or FAIL
     since: float  # when that status began, in seconds since the epoch
     failures: int  # failed runs in a row, this one included
+    health: Health | None  # what the check returned, if a Health: unit, value
 
 
 # What a call of a check came to, before its run counts it: whether it
-# passed, the JSON text of its result (or false), why it failed, and the
-# seconds it took. A plain tuple: one is made on every run, and a
-# NamedTuple's __new__ would cost a Python call each time.
-_Result = tuple[bool, str, Union[str, None], float]
+# passed, the JSON text of its result (or false), why it failed or warned
+# (whole), the seconds it took, and the Health it returned, if any. A plain
+# tuple: one is made on every run, and a NamedTuple's __new__ would cost a
+# Python call each time.
+_Result = tuple[bool, str, Union[str, None], float, Union[Health, None]]
+
+_MOST_REASON = 500  # characters of a reason that responses and listeners get
+
+
+def _bounded(reason: str) -> str:
+    """``reason``, cut to ``_MOST_REASON`` characters with a marker that
+    says so if it is longer: once, where the outcome is made, so that every
+    format and listener shows the same text; the log line keeps the whole."""
+    left = len(reason) - _MOST_REASON
+    if left <= 0:
+        return reason
+    return f"{reason[:_MOST_REASON]}... [{left} more characters in the log]"
 
 
 class _Streak:
@@ -1229,7 +1529,9 @@ class _Streak:
 
     The first run sets the status. After it, a passing check turns failing
     only after ``fail_after`` failed runs in a row, and a failing one passes
-    again only after ``recover_after`` passing runs in a row.
+    again only after ``recover_after`` passing runs in a row. A run that
+    returned ``Health.warn`` passes, and makes a status that would be OK
+    WARN: degraded is not down, so no streak delays it.
     """
 
     __slots__ = ("failures", "passes", "since", "status")
@@ -1244,12 +1546,14 @@ class _Streak:
         """Count one run in: its outcome, with the check's status as
         ``fail_after`` and ``recover_after`` judge it, and the status
         before."""
-        ok, value, reason, duration = result
+        ok, value, reason, duration, health = result
         at = time.time()
         old = self.status
         if ok:
             self.passes, self.failures = self.passes + 1, 0
             new = "OK" if old is None or self.passes >= check.recover_after else old
+            if new == "OK" and health is not None:
+                new = health.status  # OK, or WARN: degraded at once
         else:
             self.passes, self.failures = 0, self.failures + 1
             new = (
@@ -1259,9 +1563,21 @@ class _Streak:
             )
         if new != old:
             self.status, self.since = new, at
+        if reason is not None:  # a failed run's, or a warning's
+            reason = _bounded(reason)
         # The fields of _Outcome in order, made into one in C: the
         # NamedTuple's own __new__ is a Python function, paid on every run.
-        fields = (ok, value, reason, at, duration, new, self.since, self.failures)
+        fields = (
+            ok,
+            value,
+            reason,
+            at,
+            duration,
+            new,
+            self.since,
+            self.failures,
+            health,
+        )
         return tuple.__new__(_Outcome, fields), old
 
 
@@ -1283,7 +1599,7 @@ class _Plan:
 class _Report:
     """The fields of one response with their outcomes (None: static)."""
 
-    __slots__ = ("entries", "show_errors", "status", "url")
+    __slots__ = ("codes", "entries", "show_errors", "status", "url")
 
     def __init__(
         self,
@@ -1291,15 +1607,17 @@ class _Report:
         status: str,  # "OK", "WARN" or "FAIL"
         entries: list[tuple[_Field, _Outcome | None]],
         show_errors: bool,
+        codes: dict[str, int] = _DEFAULT_CODES,
     ) -> None:
         self.url = url
         self.status = status
         self.entries = entries
         self.show_errors = show_errors
+        self.codes = codes  # the HTTP code of each status
 
     @property
     def code(self) -> int:
-        return 503 if self.status == "FAIL" else 200
+        return self.codes[self.status]
 
 
 class _Latch:
@@ -1348,6 +1666,7 @@ class _Check:
     __slots__ = (
         "cache",
         "call",
+        "component_type",
         "every",
         "fail_after",
         "failing",
@@ -1367,6 +1686,7 @@ class _Check:
         every: float,
         fail_after: int,
         recover_after: int,
+        component_type: str | None = None,
     ) -> None:
         self.key = key
         self.call = call
@@ -1376,6 +1696,7 @@ class _Check:
         self.every = every  # seconds between scheduled runs; 0: on request
         self.fail_after = fail_after
         self.recover_after = recover_after
+        self.component_type = component_type  # for health+json and metrics
 
     @classmethod
     def resolve(cls, field: _Field, settings: _Settings, policy: _Policy) -> _Check:
@@ -1386,13 +1707,14 @@ class _Check:
             every = 0.0 if options.cache is not None else settings.every
         return cls(
             key=field.key,
-            call=field.value,
+            call=_measured(field.value),
             failing="FAIL" if options.critical else "WARN",
             timeout=options.timeout or settings.timeout,
             cache=settings.cache if options.cache is None else options.cache,
             every=every if policy.schedules else 0.0,
             fail_after=options.fail_after or settings.fail_after,
             recover_after=options.recover_after or settings.recover_after,
+            component_type=options.component_type,
         )
 
 
@@ -1472,7 +1794,7 @@ class _Run:
         try:
             value = self.check.call()
             if value is True:  # the commonest result: JSON needs no encoder
-                result: _Result = (True, "true", None, time.monotonic() - start)
+                result: _Result = (True, "true", None, time.monotonic() - start, None)
             else:
                 result, error = _result(value, monitor.parts(app).encode, start)
         except BaseException as exc:  # SystemExit too: a run must always settle
@@ -1500,6 +1822,12 @@ def _result(
         value = _run_async(value)
     if value is False:
         return _failed("returned False", start), None
+    health = None
+    if isinstance(value, Health):  # it says its status, and why
+        health = value
+        value = health.value
+        if value is None:
+            value = health.status != "FAIL"
     try:
         text = encode(value)
         if not text.isascii():
@@ -1509,11 +1837,15 @@ def _result(
         article = "an" if name[:1].lower() in "aeiou" else "a"
         reason = f"returned {article} {name} object that JSON cannot encode"
         return _failed(reason, start), error
-    return (True, text, None, time.monotonic() - start), None
+    if health is None:
+        return (True, text, None, time.monotonic() - start, None), None
+    ok = health.status != "FAIL"
+    why = None if health.reason is None else _utf8(health.reason)
+    return (ok, text, why, time.monotonic() - start, health), None
 
 
 def _failed(reason: str, start: float) -> _Result:
-    return (False, "false", reason, time.monotonic() - start)
+    return (False, "false", reason, time.monotonic() - start, None)
 
 
 _STILL_RUNNING = "; still running"  # said of a late run until its call returns
@@ -1529,7 +1861,8 @@ def _timed_out(run: _Run, still: str = "", until: float = 0.0) -> _Result:
         busy = "the only one was" if workers == 1 else f"all {workers} were"
         reason += f" waiting for a worker; {busy} busy"
     late = until > run.deadline
-    return (False, "false", reason, until - run.started if late else run.check.timeout)
+    duration = until - run.started if late else run.check.timeout
+    return (False, "false", reason, duration, None)
 
 
 def _describe(error: BaseException) -> str:
@@ -1542,9 +1875,15 @@ def _describe(error: BaseException) -> str:
         text = str(error)
     except BaseException:
         text = "<exception str() failed>"
-    if not text.isascii():  # no lone surrogate may reach a response
-        text = text.encode(errors="backslashreplace").decode()
+    text = _utf8(text)
     return f"{name}: {text}" if text else name
+
+
+def _utf8(text: str) -> str:
+    """``text``, a lone surrogate in it escaped: none may reach a response."""
+    if text.isascii():
+        return text
+    return text.encode(errors="backslashreplace").decode()
 
 
 class _Then:
@@ -1727,7 +2066,10 @@ class _Monitor:
         outcomes = self._outcomes(app, plan.checks) if plan.checks else {}
         entries = [(field, outcomes.get(field.key)) for field in plan.fields]
         status = _worst(outcomes.values())
-        return _Report(url, status, entries, self.settings.show_errors)
+        settings = self.settings
+        return _Report(
+            url, status, entries, settings.show_errors, settings.status_codes
+        )
 
     def _outcomes(self, app: Flask, checks: list[_Check]) -> dict[str, _Outcome]:
         if os.getpid() != _pid:
@@ -1925,8 +2267,9 @@ class _Monitor:
         run.outcome = outcome
         if outcome.status != old and self.policy.tells_listeners:
             then.notify = self._tell(run.check.key, old, outcome)
-        if not outcome.ok or old not in (None, "OK"):  # else nothing to log
-            then.line = _run_line(self, run.check, outcome, old, error)
+        # A failure or a warning has a reason; else only a recovery is logged.
+        if outcome.reason is not None or old not in (None, "OK"):
+            then.line = _run_line(self, run.check, outcome, old, error, result[2])
         latches, run.latches = run.latches, []
         if then.line is not None and not then.log_later:
             then.after_line = latches  # the responses come after the line
@@ -2116,16 +2459,16 @@ def _run_line(
     outcome: _Outcome,
     old: str | None,
     error: BaseException | None,
+    reason: str | None,
 ) -> _Line | None:
     """The line to log for a run that settled: a failure (in "transitions"
     mode, when the check's status turns failing), a failure the check
-    tolerates (only in "every" mode, at INFO), a recovery, or none."""
+    tolerates (only in "every" mode, at INFO), a warning, a recovery, or
+    none. ``reason`` is the whole, which responses show cut."""
     url, every = monitor.settings.url, monitor.logs_every_failure
     if outcome.ok:
-        if not every and outcome.status == "OK" and old not in (None, "OK"):
-            return _Line(logging.INFO, "Check %r of %s passes again.", (check.key, url))
-        return None
-    new, reason = outcome.status, outcome.reason
+        return _passed_line((check.key, url), outcome, old, every, reason)
+    new = outcome.status
     if new == "OK":  # tolerated: fewer than fail_after failures in a row
         if not every:
             return None
@@ -2136,6 +2479,26 @@ def _run_line(
         return None
     level = logging.ERROR if check.failing == "FAIL" else logging.WARNING
     return _Line(level, "Check %r of %s failed: %s", (check.key, url, reason), error)
+
+
+def _passed_line(
+    what: tuple[str, str],
+    outcome: _Outcome,
+    old: str | None,
+    every: bool,
+    reason: str | None,
+) -> _Line | None:
+    """The line of a run that passed: a warning (a Health.warn) when the
+    check's status turns to WARN, or each one in "every" mode; a recovery;
+    or none. ``what`` is the check's key and URL."""
+    new = outcome.status
+    if reason is not None:
+        if not every and old == new:
+            return None
+        return _Line(logging.WARNING, "Check %r of %s warns: %s", (*what, reason))
+    if not every and new == "OK" and old not in (None, "OK"):
+        return _Line(logging.INFO, "Check %r of %s passes again.", what)
+    return None
 
 
 def _emit(
@@ -2597,8 +2960,8 @@ def _write_json(report: _Report, parts: _Parts, details: bool) -> str:
 
 
 def _errors(report: _Report) -> dict[str, str | None]:
-    """Why each failed check of ``report`` failed."""
-    return {f.key: o.reason for f, o in report.entries if o and not o.ok}
+    """Why each check of ``report`` that failed or warned did."""
+    return {f.key: o.reason for f, o in report.entries if o and o.reason is not None}
 
 
 _HEALTH = {"OK": "pass", "WARN": "warn", "FAIL": "fail"}
@@ -2628,15 +2991,19 @@ def _health_entry(
     field: _Field, outcome: _Outcome, parts: _Parts, show_errors: bool
 ) -> str:
     """One observation of a check, in a health+json ``checks`` entry."""
-    entry = {
-        "status": f'"{_HEALTH[outcome.status]}"',
-        "observedValue": outcome.value,
-        "time": f'"{_iso(outcome.at)}"',
-        "duration": repr(round(outcome.duration, 6)),
-        "since": f'"{_iso(outcome.since)}"',
-        "consecutiveFailures": int.__repr__(outcome.failures),
-    }
-    if show_errors and not outcome.ok:
+    entry = {"status": f'"{_HEALTH[outcome.status]}"'}
+    kind = field.options.component_type
+    if kind is not None:
+        entry["componentType"] = parts.encode(kind)
+    entry["observedValue"] = outcome.value
+    health = outcome.health
+    if health is not None and health.unit is not None:
+        entry["observedUnit"] = parts.encode(health.unit)
+    entry["time"] = f'"{_iso(outcome.at)}"'
+    entry["duration"] = repr(round(outcome.duration, 6))
+    entry["since"] = f'"{_iso(outcome.since)}"'
+    entry["consecutiveFailures"] = int.__repr__(outcome.failures)
+    if show_errors and outcome.reason is not None:
         entry["output"] = parts.encode(outcome.reason)
     return _object(_HEALTH_NAMES, entry)
 
@@ -2645,7 +3012,9 @@ _HEALTH_NAMES = {
     k: f'"{k}"'
     for k in (
         "status",
+        "componentType",
         "observedValue",
+        "observedUnit",
         "time",
         "duration",
         "since",
@@ -2690,7 +3059,42 @@ def _write_prometheus(report: _Report, parts: _Parts, details: bool) -> str:
             f" {round(o.duration, 6)!r}"
             for k, o in checks
         ]
+        lines += _prometheus_values(url, checks)
     return "\n".join(lines) + "\n"
+
+
+def _prometheus_values(url: str, checks: list[tuple[str, _Outcome]]) -> list[str]:
+    """The gauge of the checks that returned a Health with a number, each
+    with its unit as a label, if it has one; no lines if none did."""
+    samples = []
+    for key, outcome in checks:
+        number = _measure(outcome)
+        if number is not None:
+            unit = outcome.health.unit  # type: ignore[union-attr]
+            labels = f'{url},check="{_label(key)}"'
+            labels += "" if unit is None else f',unit="{_label(unit)}"'
+            samples.append(f"flask_status_check_value{{{labels}}} {number!r}")
+    if not samples:
+        return []
+    return [
+        "# HELP flask_status_check_value The value of the check's latest run, in"
+        " its unit.",
+        "# TYPE flask_status_check_value gauge",
+        *samples,
+    ]
+
+
+def _measure(outcome: _Outcome) -> int | float | None:
+    """The value of a run whose check returned a Health with a finite
+    number (not a bool); else None. A plain return value is no measure: it
+    may be a version, a port, a code."""
+    health = outcome.health
+    value = None if health is None else health.value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value):
+        return None
+    return int(value) if isinstance(value, int) else float(value)
 
 
 def _label(value: str) -> str:
@@ -2704,26 +3108,41 @@ def _write_html(report: _Report, parts: _Parts, details: bool) -> str:
     status, url = report.status, html.escape(report.url)
     seconds = _refresh()
     refresh = f'<meta http-equiv="refresh" content="{seconds}">\n' if seconds else ""
-    table = _html_table(report, parts) if details else ""
+    now = time.time()
+    table = _html_summary(report) + _html_table(report, parts, now) if details else ""
+    made = _iso(now)
     return (
         f"{_PAGE_HEAD}{refresh}<title>{status} - {url}</title>\n{_PAGE_STYLE}"
         f'</head>\n<body>\n<h1>{url}</h1>\n<p>Status: <strong class="{status}">'
-        f"{status}</strong></p>\n{table}</body>\n</html>\n"
+        f"{status}</strong></p>\n{table}"
+        f'<p>Made at <time datetime="{made}">{made.replace("T", " ")}</time>.</p>\n'
+        "</body>\n</html>\n"
     )
 
 
-def _html_table(report: _Report, parts: _Parts) -> str:
+def _html_summary(report: _Report) -> str:
+    """One line that counts the checks by status: ``5 checks: 3 OK, 1 WARN,
+    1 FAIL``; none without checks."""
+    statuses = [o.status for _, o in report.entries if o is not None]
+    if not statuses:
+        return ""
+    counts = [f"{statuses.count(s)} {s}" for s in _STATUSES if s in statuses]
+    checks = "check" if len(statuses) == 1 else "checks"
+    return f'<p class="summary">{len(statuses)} {checks}: {", ".join(counts)}</p>\n'
+
+
+def _html_table(report: _Report, parts: _Parts, now: float) -> str:
     """A row per key of the JSON payload, in its order: the message's data,
     static fields and checks; a check's reason only with ``show_errors``."""
     reasons = report.show_errors
     rows = {
-        k: _html_row(k, v, None, reasons)
+        k: _html_row(k, v, None, reasons, now)
         for k, v in parts.message.items()
         if k != "status"
     }
     for field, outcome in report.entries:
         value = outcome.value if outcome else parts.static[field.key]
-        rows[field.key] = _html_row(field.key, value, outcome, reasons)
+        rows[field.key] = _html_row(field.key, value, outcome, reasons, now)
     head = "".join(f'<th scope="col">{name}</th>' for name in _COLUMNS[: 5 + reasons])
     return (
         f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
@@ -2731,24 +3150,68 @@ def _html_table(report: _Report, parts: _Parts) -> str:
     )
 
 
+def _html_value(data: str, value: str, outcome: _Outcome) -> str:
+    """A check's value on the page: with a unit, as people read it (bytes
+    as kB to TB, seconds as ms or s), the exact number kept in a ``data``
+    element; else the JSON text ``data``, and the unit after it."""
+    health = outcome.health
+    unit = None if health is None else health.unit
+    if unit is None:
+        return data
+    number = _measure(outcome)
+    read = None if number is None else _for_people(number, unit)
+    if read is None:
+        return f"{data} {html.escape(unit)}"
+    return f'<data value="{html.escape(value)}">{read}</data>'
+
+
+def _for_people(number: float, unit: str) -> str | None:
+    """``84.1 GB`` for bytes, ``3.2 ms`` or ``1.5 s`` for seconds; None for
+    another unit, or a number these do not suit."""
+    if unit == "bytes" and number >= 0 and number == int(number):
+        return _size(int(number))
+    if unit == "s" and 0 <= number < 1:
+        return f"{number * 1000:.3g} ms"
+    if unit == "s" and number >= 1:
+        return f"{number:.3g} s" if number < 100 else f"{number:.0f} s"
+    return None
+
+
+def _age(seconds: float) -> str:
+    """``12 s``, ``5 min``, ``3 h`` or ``2 d``: how long ago, whole units."""
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} s"
+
+
 _COLUMNS = ("Field", "State", "Value", "Duration", "Since", "Reason")
 _CELLS = tuple(f'<td data-label="{name}">' for name in _COLUMNS[1:])
 
 
-def _html_row(key: str, value: str, outcome: _Outcome | None, reasons: bool) -> str:
-    """One row: the key, the status, the value as JSON text and, for a check,
-    how long its run took and since when its status holds (as health+json's
-    ``duration`` and ``since``).
+def _html_row(
+    key: str, value: str, outcome: _Outcome | None, reasons: bool, now: float
+) -> str:
+    """One row: the key, the status, the value as JSON text (a number with
+    a unit as people read it) and, for a check, how long its run took and
+    since when its status holds (as health+json's ``duration`` and
+    ``since``), as a time in UTC and an age at ``now``.
     Each cell is labelled, for narrow screens, where rows become cards."""
     shown = duration = since = reason = ""
+    data = f"<code>{html.escape(value)}</code>"
     if outcome is not None:
         word = outcome.status
         shown = f'<span class="{word}">{word}</span>'
         duration = f"{outcome.duration * 1000:.3f} ms"
         at = _iso(outcome.since)
-        since = f'<time datetime="{at}">{at.replace("T", " ")}</time>'
+        since = (
+            f'<time datetime="{at}">{at.replace("T", " ")}</time>'
+            f" ({_age(now - outcome.since)} ago)"
+        )
         reason = html.escape(outcome.reason) if outcome.reason else ""
-    cells = (shown, f"<code>{html.escape(value)}</code>", duration, since, reason)
+        data = _html_value(data, value, outcome)
+    cells = (shown, data, duration, since, reason)
     row = "".join(
         [f"{td}{cell}</td>" for td, cell in zip(_CELLS[: 4 + reasons], cells)]
     )
@@ -3053,22 +3516,86 @@ R = TypeVar("R")  # what a call returns
 
 
 class _ReadyCheck:
-    """A check made by one of the functions below: calling it runs ``probe``,
-    which returns what the field shows or raises why the service failed."""
+    """A check made by one of the functions below. Its ``probe`` returns
+    what the field shows, or a :class:`Health` that says it with a unit or
+    warns, or raises why the service failed; ``latency`` makes the seconds
+    it took the value, or a warning. The endpoint calls :meth:`measure`;
+    called directly, it returns the plain value, as it always has."""
 
-    def __init__(self, what: str, probe: Callable[[], Any]) -> None:
+    def __init__(
+        self, what: str, probe: Callable[[], Any], latency: _Latency | None = None
+    ) -> None:
         self._what = what
         self._probe = probe
+        self._latency = latency
+
+    def measure(self) -> Any:
+        """Run the probe: its result, judged by its latency if asked."""
+        if self._latency is None:
+            return self._probe()
+        start = time.monotonic()
+        result = self._probe()
+        return self._latency.judge(result, time.monotonic() - start)
 
     def __call__(self) -> Any:
-        return self._probe()
+        result = self.measure()
+        if not isinstance(result, Health):
+            return result
+        return result.status != "FAIL" if result.value is None else result.value
 
     def __repr__(self) -> str:
         return f"<{self._what}>"
 
 
+def _measured(value: Any) -> Any:
+    """What the engine calls for a check: a ready-made check's whole result,
+    :meth:`_ReadyCheck.measure`; else the check itself."""
+    return value.measure if isinstance(value, _ReadyCheck) else value
+
+
+class _Latency:
+    """How a network check reports the seconds it took: as its value
+    (``value="latency"``), and with a warning above ``warn`` seconds."""
+
+    def __init__(self, shows: bool, warn: float | None) -> None:
+        self.shows = shows
+        self.warn = warn
+
+    @classmethod
+    def of(cls, value: object, warn: object) -> _Latency | None:
+        """The latency of ``value=`` and ``warn_latency=``, checked; None
+        when neither asks for it."""
+        if value is not None and value != "latency":
+            raise ValueError(
+                f"The value {value!r} is not one a check can show instead of its"
+                " own; give value='latency' for the seconds it took."
+            )
+        seconds = None if warn is None else _seconds(warn, "warn_latency", "above")
+        if value is None and seconds is None:
+            return None
+        return cls(value is not None, seconds)
+
+    def judge(self, result: Any, seconds: float) -> Health:
+        """The check's ``result``, which took ``seconds``, as a Health."""
+        value, unit = (round(seconds, 6), "s") if self.shows else (result, None)
+        if self.warn is not None and seconds > self.warn:
+            reason = f"answered in {seconds:.3g} s, slower than {self.warn:g} s"
+            return Health.warn(reason, value=value, unit=unit)
+        return Health.ok(value, unit=unit)
+
+    def __str__(self) -> str:
+        shows = ", shows its latency" if self.shows else ""
+        warns = "" if self.warn is None else f", warns above {self.warn:g} s"
+        return f"{shows}{warns}"
+
+
 def sql_check(
-    target: Any, query: str = "SELECT 1", *, timeout: float = 0.5
+    target: Any,
+    query: str = "SELECT 1",
+    *,
+    timeout: float = 0.5,
+    value: str | None = None,
+    warn_latency: float | None = None,
 ) -> Callable[[], bool]:
     """A check that runs ``query`` on a connection of its own, then gives the
     connection back (to the engine's pool, or closed) with no transaction
@@ -3089,6 +3616,10 @@ def sql_check(
         connection is discarded, never given back to the pool. Connecting
         is bounded by the driver's ``connect_timeout``, and a connection
         with no ``fileno()`` (sqlite3) by its own timeout, not by this.
+    :param value: ``"latency"`` shows the seconds the check took, from
+        connecting to the query's answer, with the unit ``s``.
+    :param warn_latency: seconds above which the check warns: its status
+        is WARN, with a reason that says how long it took.
 
     .. code-block:: python
 
@@ -3110,6 +3641,7 @@ def sql_check(
         raise ValueError(f"The query {query!r} is empty; give one such as 'SELECT 1'.")
     _not_a_class(target, "sql_check", "a SQLAlchemy Engine")
     seconds = _seconds(timeout, "The timeout", "above")
+    latency = _Latency.of(value, warn_latency)
     kind = type(target)
     if callable(getattr(kind, "connect", None)):  # an Engine
         probe = functools.partial(_sql_engine, lambda: target, query, seconds)
@@ -3123,8 +3655,8 @@ def sql_check(
             f"sql_check needs a SQLAlchemy Engine, a Flask-SQLAlchemy extension"
             f" or a callable returning a DB-API connection, not {target!r}."
         )
-    what = f"sql_check {query!r} on {target!r}, within {seconds:g} s"
-    return _ReadyCheck(what, probe)
+    what = f"sql_check {query!r} on {target!r}, within {seconds:g} s{latency or ''}"
+    return _ReadyCheck(what, probe, latency)
 
 
 def _not_a_class(target: object, check: str, example: str) -> None:
@@ -3288,7 +3820,9 @@ def _socket_of(connection: Any) -> Any:
         return None
 
 
-def redis_check(client: Any) -> Callable[[], bool]:
+def redis_check(
+    client: Any, *, value: str | None = None, warn_latency: float | None = None
+) -> Callable[[], bool]:
     """A check that sends ``PING`` with the app's own Redis client (redis-py,
     or anything with a ``ping()`` method); it shows ``true``, and fails
     unless the answer is true.
@@ -3298,6 +3832,9 @@ def redis_check(client: Any) -> Callable[[], bool]:
 
     :param client: the client, with its connection pool; made once, not per
         check.
+    :param value: ``"latency"`` shows the seconds ``PING`` took, with the
+        unit ``s``.
+    :param warn_latency: seconds above which the check warns.
 
     .. code-block:: python
 
@@ -3315,6 +3852,7 @@ def redis_check(client: Any) -> Callable[[], bool]:
             f"redis_check needs a client with a ping() method, such as"
             f" redis.Redis(), not {client!r}."
         )
+    latency = _Latency.of(value, warn_latency)
 
     def probe() -> bool:
         answer = ping()
@@ -3328,7 +3866,7 @@ def redis_check(client: Any) -> Callable[[], bool]:
             raise RuntimeError(f"PING answered {answer!r}")
         return True
 
-    return _ReadyCheck(f"redis_check PING {client!r}", probe)
+    return _ReadyCheck(f"redis_check PING {client!r}{latency or ''}", probe, latency)
 
 
 def celery_check(app: Any, *, timeout: float = 0.5) -> Callable[[], int]:
@@ -3366,7 +3904,12 @@ def celery_check(app: Any, *, timeout: float = 0.5) -> Callable[[], int]:
 
 
 def http_check(
-    url: str, *, timeout: float = 0.5, expect: Iterable[int] = range(200, 400)
+    url: str,
+    *,
+    timeout: float = 0.5,
+    expect: Iterable[int] = range(200, 400),
+    value: str | None = None,
+    warn_latency: float | None = None,
 ) -> Callable[[], int]:
     """A check that sends one ``GET`` to ``url`` with the standard library,
     following no redirect, and shows the status code; a code outside
@@ -3382,6 +3925,9 @@ def http_check(
         reading the status line; keep it below the field's timeout, so that
         a dead host fails with its own reason.
     :param expect: the status codes that pass.
+    :param value: ``"latency"`` shows the seconds the request took, to the
+        status line, with the unit ``s``, instead of the status code.
+    :param warn_latency: seconds above which the check warns.
 
     .. code-block:: python
 
@@ -3395,6 +3941,7 @@ def http_check(
     target = _HttpTarget.parse(url)
     seconds = _seconds(timeout, "The timeout", "above")
     codes = _status_codes(expect)
+    latency = _Latency.of(value, warn_latency)
 
     def probe() -> int:
         get = functools.partial(_http_get, target, seconds)
@@ -3403,8 +3950,8 @@ def http_check(
             raise RuntimeError(f"HTTP {code}")
         return code
 
-    what = f"http_check GET {target.shown}, expect {_ranges(codes)}"
-    return _ReadyCheck(what, probe)
+    what = f"http_check GET {target.shown}, expect {_ranges(codes)}{latency or ''}"
+    return _ReadyCheck(what, probe, latency)
 
 
 class _HttpTarget(NamedTuple):
@@ -3612,14 +4159,19 @@ def tcp_check(host: str, port: int, *, timeout: float = 0.5) -> Callable[[], boo
 
 
 def disk_check(
-    path: str | os.PathLike[str] = "/", *, min_free: int | float
+    path: str | os.PathLike[str] = "/",
+    *,
+    min_free: int | float,
+    warn_free: int | float | None = None,
 ) -> Callable[[], int]:
-    """A check that shows the free bytes on the disk holding ``path``, and
+    """A check that shows the free bytes on the disk holding ``path`` (with
+    the unit ``bytes``), warns when they are fewer than ``warn_free``, and
     fails when they are fewer than ``min_free``.
 
     :param path: a file or folder on the disk.
     :param min_free: bytes (an int), or a fraction of the disk's size (a
         float between 0 and 1).
+    :param warn_free: bytes, or a fraction, as ``min_free``, above it.
 
     .. code-block:: python
 
@@ -3633,13 +4185,16 @@ def disk_check(
         raise TypeError(f"The path must be a string or a path, not {path!r}.")
     where = os.fspath(path)
     minimum = _minimum(min_free, "min_free")
+    warning = _warning(warn_free, "warn_free", minimum, "min_free")
 
-    def probe() -> int:
+    def probe() -> Health:
         usage = shutil.disk_usage(where)
-        return _at_least(usage.free, usage.total, minimum, f"free on {where!r}")
+        what = f"free on {where!r}"
+        return _at_least(usage.free, usage.total, minimum, what, warning)
 
     return _ReadyCheck(
-        f"disk_check at least {_share(minimum)} free on {where!r}", probe
+        f"disk_check at least {_share(minimum)}{_warns(warning)} free on {where!r}",
+        probe,
     )
 
 
@@ -3648,9 +4203,12 @@ _CGROUP = "/proc/self/cgroup"  # the process's control groups
 _MOUNTINFO = "/proc/self/mountinfo"  # where their file systems are mounted
 
 
-def memory_check(*, min_available: int | float) -> Callable[[], int]:
-    """A check that shows the bytes of memory available, and fails when they
-    are fewer than ``min_available``.
+def memory_check(
+    *, min_available: int | float, warn_available: int | float | None = None
+) -> Callable[[], int]:
+    """A check that shows the bytes of memory available (with the unit
+    ``bytes``), warns when they are fewer than ``warn_available``, and fails
+    when they are fewer than ``min_available``.
 
     In a container with a memory limit (a Linux control group, v1 or v2, as
     Docker and Kubernetes set), what is available is the limit less the
@@ -3662,6 +4220,8 @@ def memory_check(*, min_available: int | float) -> Callable[[], int]:
 
     :param min_available: bytes (an int), or a fraction of the memory (a
         float between 0 and 1): of the container's limit where it has one.
+    :param warn_available: bytes, or a fraction, as ``min_available``,
+        above it.
     :raises OSError: where ``/proc/meminfo`` has no ``MemAvailable``.
 
     .. code-block:: python
@@ -3671,6 +4231,7 @@ def memory_check(*, min_available: int | float) -> Callable[[], int]:
         status.add_field("memory", memory_check(min_available=64 * 2**20))
     """
     minimum = _minimum(min_available, "min_available")
+    warning = _warning(warn_available, "warn_available", minimum, "min_available")
     try:
         _meminfo()
     except (OSError, KeyError, ValueError, IndexError) as error:
@@ -3679,16 +4240,18 @@ def memory_check(*, min_available: int | float) -> Callable[[], int]:
             f" does not have ({_describe(error)}); it needs Linux 3.14 or later."
         ) from None
 
-    def probe() -> int:
+    def probe() -> Health:
         available, total = _meminfo()
         limited = _cgroup_memory()
         if limited is None or limited[1] >= total:  # no limit below the host's
-            return _at_least(available, total, minimum, "available")
+            return _at_least(available, total, minimum, "available", warning)
         within, limit = limited
         what = f"available in the memory limit of {_size(limit)}"
-        return _at_least(min(within, available), limit, minimum, what)
+        return _at_least(min(within, available), limit, minimum, what, warning)
 
-    return _ReadyCheck(f"memory_check at least {_share(minimum)} available", probe)
+    return _ReadyCheck(
+        f"memory_check at least {_share(minimum)}{_warns(warning)} available", probe
+    )
 
 
 def _meminfo() -> tuple[int, int]:
@@ -3796,17 +4359,54 @@ def _minimum(value: object, what: str) -> int | float:
     return value
 
 
-def _at_least(have: int, total: int, minimum: int | float, what: str) -> int:
-    """``have``, if it is at least ``minimum`` (bytes, or a share of
-    ``total``); else raise a RuntimeError saying how much there is, ``what``
-    it is and the minimum."""
-    need = minimum if isinstance(minimum, int) else math.ceil(minimum * total)
+def _warning(
+    value: object, what: str, minimum: int | float, least: str
+) -> int | float | None:
+    """A warning level, as ``_minimum``, above ``minimum`` where both are
+    bytes or both shares; None if not given."""
+    if value is None:
+        return None
+    warning = _minimum(value, what)
+    if type(warning) is type(minimum) and warning <= minimum:
+        raise ValueError(
+            f"{what} {value!r} is not above {least} {minimum!r}, so it would"
+            f" never warn; give more than {least}."
+        )
+    return warning
+
+
+def _warns(warning: int | float | None) -> str:
+    return "" if warning is None else f" (warns below {_share(warning)})"
+
+
+def _at_least(
+    have: int,
+    total: int,
+    minimum: int | float,
+    what: str,
+    warning: int | float | None = None,
+) -> Health:
+    """``have`` bytes, if it is at least ``minimum`` (bytes, or a share of
+    ``total``), as a Health that warns below ``warning``; else raise a
+    RuntimeError saying how much there is, ``what`` it is and the minimum."""
+    need = _bytes(minimum, total)
     if have < need:
         share = "" if isinstance(minimum, int) else f" ({_size(need)})"
         raise RuntimeError(
             f"{_size(have)} {what}, below the minimum of {_share(minimum)}{share}"
         )
-    return have
+    if warning is not None and have < _bytes(warning, total):
+        share = (
+            "" if isinstance(warning, int) else f" ({_size(_bytes(warning, total))})"
+        )
+        reason = f"{_size(have)} {what}, below {_share(warning)}{share}"
+        return Health.warn(reason, value=have, unit="bytes")
+    return Health.ok(have, unit="bytes")
+
+
+def _bytes(amount: int | float, total: int) -> int:
+    """``amount`` in bytes: bytes already, or a share of ``total``."""
+    return amount if isinstance(amount, int) else math.ceil(amount * total)
 
 
 def _share(minimum: int | float) -> str:
