@@ -22,6 +22,7 @@ from servers import require
 from servers import served
 
 from flask_status import FlaskStatus
+from flask_status import Health
 
 # What Chromium and Firefox send for a page.
 BROWSER = (
@@ -464,3 +465,23 @@ def unfilter(kind: int, raw: bytes, above: bytearray, size: int) -> bytearray:
             guess = (left, above[i], corner)[near[1]]
         line[i] = (line[i] + guess) & 0xFF
     return line
+
+
+def test_chromium_shows_units_ages_and_a_summary(app: Flask, tmp_path: Path) -> None:
+    status = FlaskStatus(app, url="/readyz", show_errors=True)
+    status.add_field("disk", lambda: Health.ok(84_134_076_416, unit="bytes"))
+    status.add_field("db", lambda: Health.warn("slow", value=0.0032, unit="s"))
+    status.add_field("queue", lambda: Health.ok(12, unit="messages"))
+    with served(app) as port:
+        url = f"http://127.0.0.1:{port}/readyz?format=html"
+        text = chromium(tmp_path, "--dump-dom", url)
+    shown = Page(text)
+    assert (shown.title, shown.status) == ("WARN - /readyz", "WARN")
+    assert [row[:3] for row in shown.rows[1:]] == [
+        ["disk", "OK", "84.1 GB"],
+        ["db", "WARN", "3.2 ms"],
+        ["queue", "OK", "12 messages"],
+    ]
+    assert all(re.fullmatch(f"{TIME}{AGE}", row[4]) for row in shown.rows[1:])
+    assert '<p class="summary">3 checks: 2 OK, 1 WARN</p>' in text
+    assert re.search(f'<p>Made at <time datetime="{TIME}">{TIME}</time>.</p>', text)
