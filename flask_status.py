@@ -122,7 +122,8 @@ class StatusChange(NamedTuple):
     new: str
     """``"OK"``, ``"WARN"`` or ``"FAIL"``."""
     reason: str | None
-    """Why the check failed, as ``show_errors`` shows it; else ``None``."""
+    """Why the check failed or warns, as ``show_errors`` shows it: at most
+    500 characters, and a marker if it was cut; else ``None``."""
     at: float
     """When the result was observed, in seconds since the epoch."""
 
@@ -484,6 +485,8 @@ class FlaskStatus:
         it raises, returns ``False``, outlasts its timeout or returns
         something JSON cannot encode: then its field shows ``false``, and the
         status becomes ``"FAIL"`` (HTTP 503) if it is critical, else ``"WARN"``.
+        A check may also return a :class:`Health`, which says its status, a
+        value with its unit, and why.
 
         :param key: the payload key; fields follow the message's keys in the
             order they were added.
