@@ -85,6 +85,7 @@ if TYPE_CHECKING:  # imported when a store is used: see _Store
 __version__ = "2.0.0"
 __all__ = [
     "FlaskStatus",
+    "Health",
     "StatusChange",
     "celery_check",
     "disk_check",
@@ -128,9 +129,126 @@ class StatusChange(NamedTuple):
     new: str
     """``"OK"``, ``"WARN"`` or ``"FAIL"``."""
     reason: str | None
-    """Why the check failed, as ``show_errors`` shows it; else ``None``."""
+    """Why the check failed or warns, as ``show_errors`` shows it: at most
+    500 characters, and a marker if it was cut; else ``None``."""
     at: float
     """When the result was observed, in seconds since the epoch."""
+
+
+class Health:
+    """What a check may return to say more than pass or fail: the status of
+    this run, a value with its unit, and why it is not OK.
+
+    A WARN result makes the check's status WARN, whatever ``critical``
+    says; a FAIL result is a failed run, which a non-critical check counts
+    as WARN. The field shows the value, or ``true`` (``false`` for FAIL)
+    when there is none; the reason goes where failures' reasons go. For
+    ``fail_after`` and ``recover_after`` a WARN run is a run that passed.
+    Made by :meth:`ok`, :meth:`warn` and :meth:`fail`; a plain return
+    value keeps its meaning.
+
+    .. code-block:: python
+
+        from flask_status import Health
+
+        @status.field("queue", component_type="component")
+        def queue_depth():
+            depth = queue.size()
+            if depth > 10_000:
+                reason = f"{depth} messages waiting"
+                return Health.warn(reason, value=depth, unit="messages")
+            return Health.ok(depth, unit="messages")
+    """
+
+    __slots__ = ("reason", "status", "unit", "value")
+
+    status: str
+    """``"OK"``, ``"WARN"`` or ``"FAIL"``: the status of this run."""
+    value: Any
+    """What the field shows, or ``None`` for ``true`` (``false`` for FAIL)."""
+    unit: str | None
+    """The value's unit, such as ``"bytes"`` or ``"s"``; or ``None``."""
+    reason: str | None
+    """Why the run is not OK; ``None`` for OK."""
+
+    def __init__(
+        self,
+        status: str,
+        value: Any = None,
+        unit: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        if status not in ("OK", "WARN", "FAIL"):
+            raise ValueError(
+                f"The status {status!r} of a Health is none of 'OK', 'WARN' and"
+                " 'FAIL'; make one with Health.ok, Health.warn or Health.fail."
+            )
+        if status != "OK":
+            reason = _health_text(reason, "The reason")
+        elif reason is not None:
+            raise ValueError(
+                f"Health.ok takes no reason, but got {reason!r}; an OK run has"
+                " nothing to explain, so return Health.warn for one that has."
+            )
+        self.status = status
+        self.value = value
+        self.unit = None if unit is None else _health_text(unit, "The unit")
+        self.reason = reason
+
+    @classmethod
+    def ok(cls, value: Any = None, *, unit: str | None = None) -> Health:
+        """An OK run, showing ``value`` (``true`` when it is ``None``).
+
+        :param value: a JSON value, as a check's return value.
+        :param unit: the value's unit, such as ``"bytes"`` or ``"s"``.
+        """
+        return cls("OK", value, unit)
+
+    @classmethod
+    def warn(cls, reason: str, *, value: Any = None, unit: str | None = None) -> Health:
+        """A degraded run: the check's status is WARN, at once.
+
+        :param reason: why, as the response and the log show it.
+        :param value: a JSON value, shown instead of ``true``.
+        :param unit: the value's unit, such as ``"bytes"`` or ``"s"``.
+        """
+        return cls("WARN", value, unit, reason)
+
+    @classmethod
+    def fail(cls, reason: str, *, value: Any = None, unit: str | None = None) -> Health:
+        """A failed run, as if the check raised: FAIL if it is critical,
+        else WARN, once ``fail_after`` such runs come in a row.
+
+        :param reason: why, as the response and the log show it.
+        :param value: a JSON value, shown instead of ``false``.
+        :param unit: the value's unit, such as ``"bytes"`` or ``"s"``.
+        """
+        return cls("FAIL", value, unit, reason)
+
+    def __repr__(self) -> str:
+        given = [] if self.reason is None else [repr(self.reason)]
+        if self.value is not None:
+            given.append(f"value={self.value!r}" if given else repr(self.value))
+        if self.unit is not None:
+            given.append(f"unit={self.unit!r}")
+        return f"Health.{self.status.lower()}({', '.join(given)})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Health):
+            return NotImplemented
+        mine = (self.status, self.value, self.unit, self.reason)
+        return mine == (other.status, other.value, other.unit, other.reason)
+
+    __hash__ = None  # type: ignore[assignment]  # its value may be a list
+
+
+def _health_text(text: object, what: str) -> str:
+    """A Health's reason or unit: a string with some text."""
+    if not isinstance(text, str):
+        raise TypeError(f"{what} of a Health must be a string, not {text!r}.")
+    if not text.strip():
+        raise ValueError(f"{what} of a Health {text!r} is empty; say something.")
+    return text
 
 
 class FlaskStatus:
@@ -174,6 +292,9 @@ class FlaskStatus:
         host share, so that each check runs once per host and every worker
         answers the same; ``None`` keeps state per process
         [``STATUS_SHARE``, ``None``]. See :doc:`workers`.
+    :param status_codes: the HTTP code of each status, any of them given:
+        OK a 2xx, FAIL a 4xx or 5xx, WARN any from 200 to 599
+        [``STATUS_CODES``, ``{"OK": 200, "WARN": 200, "FAIL": 503}``].
 
     .. code-block:: python
 
@@ -204,6 +325,7 @@ class FlaskStatus:
         html: bool | None = None,
         quiet_access_log: bool | None = None,
         share: str | os.PathLike[str] | None = None,
+        status_codes: Mapping[str, int] | None = None,
     ) -> None:
         given = dict(
             url=url,
@@ -220,6 +342,7 @@ class FlaskStatus:
             html=html,
             quiet_access_log=quiet_access_log,
             share=share,
+            status_codes=status_codes,
         )
         self._given = {
             s.name: s.validate(given[s.name], s.label)
@@ -366,6 +489,7 @@ class FlaskStatus:
         every: float | None = None,
         fail_after: int | None = None,
         recover_after: int | None = None,
+        component_type: str | None = None,
     ) -> None:
         """Add ``key`` to the payload: a static JSON value, or a check.
 
@@ -374,6 +498,8 @@ class FlaskStatus:
         it raises, returns ``False``, outlasts its timeout or returns
         something JSON cannot encode: then its field shows ``false``, and the
         status becomes ``"FAIL"`` (HTTP 503) if it is critical, else ``"WARN"``.
+        A check may also return a :class:`Health`, which says its status, a
+        value with its unit, and why.
 
         :param key: the payload key; fields follow the message's keys in the
             order they were added.
@@ -390,6 +516,9 @@ class FlaskStatus:
             status stays ``"OK"``. Default: the endpoint's.
         :param recover_after: passing runs in a row after which a failing
             check counts as passing again. Default: the endpoint's.
+        :param component_type: what the check watches, as
+            ``application/health+json``'s ``componentType`` says it, such
+            as ``"datastore"``, ``"component"`` or ``"system"``.
         :raises TypeError: if ``key`` is not a string, ``value`` is neither
             JSON nor callable, or the callable needs arguments.
         :raises ValueError: if ``key`` is empty, reserved or already added,
@@ -411,6 +540,7 @@ class FlaskStatus:
             every=every,
             fail_after=fail_after,
             recover_after=recover_after,
+            component_type=component_type,
         )
         field = _Field.make(key, value, given)
         # A new dict, not an update: requests under way keep the one they read.
@@ -430,6 +560,7 @@ class FlaskStatus:
         every: float | None = None,
         fail_after: int | None = None,
         recover_after: int | None = None,
+        component_type: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def field(self, name: str | F | None = None, **options: Any) -> Any:
@@ -440,7 +571,8 @@ class FlaskStatus:
 
         :param name: the payload key.
         :param options: ``critical``, ``timeout``, ``cache``, ``every``,
-            ``fail_after`` and ``recover_after``, as for :meth:`add_field`.
+            ``fail_after``, ``recover_after`` and ``component_type``, as
+            for :meth:`add_field`.
 
         .. code-block:: python
 
@@ -652,6 +784,75 @@ class FlaskStatus:
             )
         return url
 
+    def instrument(self, meter: Any) -> None:
+        """Publish each check's latest result through ``meter``, an
+        OpenTelemetry ``Meter``, as observable gauges: read from the latest
+        results when the meter's reader collects, never by running a check.
+
+        ``flask_status.check.status`` is 1 for OK, 0.5 for WARN and 0 for
+        FAIL; ``flask_status.check.duration`` is the seconds the latest run
+        took; ``flask_status.check.value`` is the number a check gave in a
+        :class:`Health`, with its unit as the attribute ``unit``. Each
+        observation has the attributes ``url`` (the instance's URL) and
+        ``check`` (the field key), once per app served; a check that has not
+        run yet has none. ``opentelemetry`` is imported here, and only here.
+
+        :param meter: an ``opentelemetry.metrics.Meter``, such as
+            ``metrics.get_meter("my-app")``.
+
+        .. code-block:: python
+
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+            reader = InMemoryMetricReader()  # or a PeriodicExportingMetricReader
+            provider = MeterProvider(metric_readers=[reader])
+            status.instrument(provider.get_meter("flask-status"))
+        """
+        from opentelemetry.metrics import Observation  # type: ignore[import-not-found,unused-ignore]
+
+        registry = self._registry
+
+        def statuses(options: Any) -> list[Any]:
+            return [
+                Observation(_LEVELS[outcome.status], labels)
+                for labels, outcome in _latest(registry)
+            ]
+
+        def durations(options: Any) -> list[Any]:
+            return [
+                Observation(outcome.duration, labels)
+                for labels, outcome in _latest(registry)
+            ]
+
+        def values(options: Any) -> list[Any]:
+            observed = []
+            for labels, outcome in _latest(registry):
+                number = _measure(outcome)
+                if number is not None:
+                    unit = outcome.health.unit  # type: ignore[union-attr]
+                    extra = {} if unit is None else {"unit": unit}
+                    observed.append(Observation(number, {**labels, **extra}))
+            return observed
+
+        meter.create_observable_gauge(
+            "flask_status.check.status",
+            callbacks=[statuses],
+            unit="1",
+            description="1 if the check's status is OK, 0.5 if WARN, 0 if FAIL.",
+        )
+        meter.create_observable_gauge(
+            "flask_status.check.duration",
+            callbacks=[durations],
+            unit="s",
+            description="How long the check's latest run took.",
+        )
+        meter.create_observable_gauge(
+            "flask_status.check.value",
+            callbacks=[values],
+            description="The number the check's latest run gave, in its unit.",
+        )
+
     # The request: the view the authenticator wraps, and what it answers.
 
     def _respond_here(self, key: str | None = None) -> Response:
@@ -722,6 +923,26 @@ class FlaskStatus:
             url = self._registry.routes[request.endpoint].url
             _emit(app, logging.ERROR, message, self._details, url, error=error)
             return False
+
+
+_LEVELS = {"OK": 1.0, "WARN": 0.5, "FAIL": 0.0}  # as Xabaril's publishers say it
+
+
+def _latest(registry: _Registry) -> list[tuple[dict[str, str], _Outcome]]:
+    """The latest outcome of each check on each app served, with its
+    metric attributes: what a run settled, or what a scheduled one shows
+    until it does. Read under each monitor's lock; no check is run."""
+    latest = []
+    for monitor in list(registry.monitors.values()):
+        with monitor.lock:
+            runs = [
+                (key, run.outcome or run.previous) for key, run in monitor.runs.items()
+            ]
+        url = monitor.settings.url
+        for key, outcome in runs:
+            if outcome is not None:
+                latest.append(({"url": url, "check": key}, outcome))
+    return latest
 
 
 async def _awaited(value: Awaitable[T]) -> T:
@@ -838,7 +1059,7 @@ def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
     nothing, naming the setting it is closest to."""
     import difflib
 
-    names = [setting.name.upper() for setting in _SETTINGS]
+    names = [setting.key[len("STATUS_") :] for setting in _SETTINGS]
     for key in sorted(k for k in config if str(k).startswith("STATUS_")):
         name = key[len("STATUS_") :]
         if name in names:
@@ -1082,15 +1303,73 @@ def _log_mode(value: object, what: str) -> str:
     return str(value)
 
 
+_STATUSES = ("OK", "WARN", "FAIL")
+_DEFAULT_CODES = {"OK": 200, "WARN": 200, "FAIL": 503}
+
+
+def _status_codes_of(value: object, what: str) -> dict[str, int]:
+    """The HTTP code of each status: ``value``'s, else the default's.
+    OK must be a success, and FAIL no success or redirect, which a load
+    balancer would take as healthy."""
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"{what} must be a dict of statuses to HTTP codes, such as"
+            f' {{"WARN": 429}}, not {value!r}.{_env_hint(value, what)}'
+        )
+    codes = dict(_DEFAULT_CODES)
+    for status, code in value.items():
+        if status not in _STATUSES:
+            raise ValueError(
+                f"{what} has the key {status!r}, which is no status; give codes"
+                " for 'OK', 'WARN' or 'FAIL'."
+            )
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise TypeError(
+                f"{what} gives {status} the code {code!r}; give an int, such as"
+                f" {_DEFAULT_CODES[status]}."
+            )
+        codes[status] = code
+    for status, code in codes.items():
+        _status_code(status, code, what)
+    return codes
+
+
+def _status_code(status: str, code: int, what: str) -> None:
+    lowest = 400 if status == "FAIL" else 200
+    highest = 299 if status == "OK" else 599
+    if not lowest <= code <= highest:
+        why = {
+            "OK": "a success (2xx), or probes would take the app as down",
+            "WARN": "from 200 to 599",
+            "FAIL": "an error (4xx or 5xx): with a success or a redirect a load"
+            " balancer would keep sending traffic",
+        }[status]
+        raise ValueError(f"{what} gives {status} the code {code!r}; it must be {why}.")
+
+
+def _component_type(value: object, what: str) -> str:
+    """What kind of thing a check watches, as health+json names it."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, such as 'datastore', not {value!r}.")
+    if not value.strip():
+        raise ValueError(
+            f"{what} {value!r} is empty; give one such as 'datastore',"
+            " 'component' or 'system'."
+        )
+    _json_value(what, value)
+    return value
+
+
 class _Setting(NamedTuple):
     name: str
     label: str  # what an error calls it when given as an argument
     default: Any
     validate: Callable[[object, str], Any]  # (value, label) -> the value
+    config: str | None = None  # its config key, if not STATUS_<NAME>
 
     @property
     def key(self) -> str:
-        return f"STATUS_{self.name.upper()}"
+        return self.config or f"STATUS_{self.name.upper()}"
 
 
 # Every setting, each a keyword of FlaskStatus of the same name. A new one
@@ -1111,6 +1390,13 @@ _SETTINGS = (
     _Setting("html", "The html option", True, _bool),
     _Setting("quiet_access_log", "The quiet_access_log option", False, _bool),
     _Setting("share", "The share option", None, _store_path),
+    _Setting(
+        "status_codes",
+        "The status_codes option",
+        _DEFAULT_CODES,
+        _status_codes_of,
+        "STATUS_CODES",
+    ),
 )
 
 
@@ -1133,6 +1419,7 @@ class _Settings(NamedTuple):
     html: bool
     quiet_access_log: bool
     share: str | None  # the shared store's path
+    status_codes: dict[str, int]  # the HTTP code of each status
 
 
 # Every option of a check, each a keyword of add_field and field of the same
@@ -1147,6 +1434,7 @@ _CHECK_OPTIONS = (
     _Setting("every", "The every interval", None, _interval),
     _Setting("fail_after", "The fail_after option", None, _count),
     _Setting("recover_after", "The recover_after option", None, _count),
+    _Setting("component_type", "The component_type option", None, _component_type),
 )
 
 
@@ -1160,6 +1448,7 @@ class _CheckOptions(NamedTuple):
     every: float | None = None
     fail_after: int | None = None
     recover_after: int | None = None
+    component_type: str | None = None
 
 
 class _Field(NamedTuple):
@@ -1338,21 +1627,35 @@ class _Outcome(NamedTuple):
     """What one run of a check came to, as its check's status counted it;
     made once, when the run settles."""
 
-    ok: bool
+    ok: bool  # it passed: OK, or a Health.warn (a degraded run is not down)
     value: str  # the JSON text the payload shows: the result, or false
-    reason: str | None  # why it failed
+    reason: str | None  # why it failed or warned, cut to _MOST_REASON characters
     at: float  # when, in seconds since the epoch
     duration: float  # seconds the run took, or until it was given up
     status: str  # the check's status once this run counted: OK, WARN or FAIL
     since: float  # when that status began, in seconds since the epoch
     failures: int  # failed runs in a row, this one included
+    health: Health | None  # what the check returned, if a Health: unit, value
 
 
 # What a call of a check came to, before its run counts it: whether it
-# passed, the JSON text of its result (or false), why it failed, and the
-# seconds it took. A plain tuple: one is made on every run, and a
-# NamedTuple's __new__ would cost a Python call each time.
-_Result = tuple[bool, str, Union[str, None], float]
+# passed, the JSON text of its result (or false), why it failed or warned
+# (whole), the seconds it took, and the Health it returned, if any. A plain
+# tuple: one is made on every run, and a NamedTuple's __new__ would cost a
+# Python call each time.
+_Result = tuple[bool, str, Union[str, None], float, Union[Health, None]]
+
+_MOST_REASON = 500  # characters of a reason that responses and listeners get
+
+
+def _bounded(reason: str) -> str:
+    """``reason``, cut to ``_MOST_REASON`` characters with a marker that
+    says so if it is longer: once, where the outcome is made, so that every
+    format and listener shows the same text; the log line keeps the whole."""
+    left = len(reason) - _MOST_REASON
+    if left <= 0:
+        return reason
+    return f"{reason[:_MOST_REASON]}... [{left} more characters in the log]"
 
 
 class _Streak:
@@ -1360,7 +1663,9 @@ class _Streak:
 
     The first run sets the status. After it, a passing check turns failing
     only after ``fail_after`` failed runs in a row, and a failing one passes
-    again only after ``recover_after`` passing runs in a row.
+    again only after ``recover_after`` passing runs in a row. A run that
+    returned ``Health.warn`` passes, and makes a status that would be OK
+    WARN: degraded is not down, so no streak delays it.
     """
 
     __slots__ = ("failures", "passes", "since", "status")
@@ -1375,12 +1680,14 @@ class _Streak:
         """Count one run in: its outcome, with the check's status as
         ``fail_after`` and ``recover_after`` judge it, and the status
         before."""
-        ok, value, reason, duration = result
+        ok, value, reason, duration, health = result
         at = time.time()
         old = self.status
         if ok:
             self.passes, self.failures = self.passes + 1, 0
             new = "OK" if old is None or self.passes >= check.recover_after else old
+            if new == "OK" and health is not None:
+                new = health.status  # OK, or WARN: degraded at once
         else:
             self.passes, self.failures = 0, self.failures + 1
             new = (
@@ -1390,18 +1697,32 @@ class _Streak:
             )
         if new != old:
             self.status, self.since = new, at
+        if reason is not None:  # a failed run's, or a warning's
+            reason = _bounded(reason)
         # The fields of _Outcome in order, made into one in C: the
         # NamedTuple's own __new__ is a Python function, paid on every run.
-        fields = (ok, value, reason, at, duration, new, self.since, self.failures)
+        fields = (
+            ok,
+            value,
+            reason,
+            at,
+            duration,
+            new,
+            self.since,
+            self.failures,
+            health,
+        )
         return tuple.__new__(_Outcome, fields), old
 
     def shown(self, check: _Check, result: _Result) -> _Outcome:
         """The outcome of a run that another process counts: the status
         stays as it is (the failing one, if there is none yet)."""
-        ok, value, reason, duration = result
+        ok, value, reason, duration, health = result
         at = time.time()
         status, since = self.status or check.failing, self.since or at
-        fields = (ok, value, reason, at, duration, status, since, self.failures)
+        if reason is not None:
+            reason = _bounded(reason)
+        fields = (ok, value, reason, at, duration, status, since, self.failures, health)
         return tuple.__new__(_Outcome, fields)
 
 
@@ -1423,7 +1744,7 @@ class _Plan:
 class _Report:
     """The fields of one response with their outcomes (None: static)."""
 
-    __slots__ = ("entries", "held", "history", "show_errors", "status", "url")
+    __slots__ = ("codes", "entries", "held", "history", "show_errors", "status", "url")
 
     def __init__(
         self,
@@ -1431,6 +1752,7 @@ class _Report:
         status: str,  # "OK", "WARN" or "FAIL"
         entries: list[tuple[_Field, _Outcome | None]],
         show_errors: bool,
+        codes: dict[str, int] = _DEFAULT_CODES,
     ) -> None:
         self.url = url
         self.status = status
@@ -1439,10 +1761,11 @@ class _Report:
         self.held: _Hold | None = None  # an operator's hold on the URL
         # The checks' last status changes, for the page alone.
         self.history: dict[str, list[_Change]] = {}
+        self.codes = codes  # the HTTP code of each status
 
     @property
     def code(self) -> int:
-        return 503 if self.status == "FAIL" else 200
+        return self.codes[self.status]
 
 
 class _Latch:
@@ -1491,6 +1814,7 @@ class _Check:
     __slots__ = (
         "cache",
         "call",
+        "component_type",
         "every",
         "fail_after",
         "failing",
@@ -1511,6 +1835,7 @@ class _Check:
         every: float,
         fail_after: int,
         recover_after: int,
+        component_type: str | None = None,
     ) -> None:
         self.key = key
         self.call = call
@@ -1521,6 +1846,7 @@ class _Check:
         self.fail_after = fail_after
         self.recover_after = recover_after
         self.ident = ""  # its key in a shared store: see _Monitor.checks
+        self.component_type = component_type  # for health+json and metrics
 
     @classmethod
     def resolve(cls, field: _Field, settings: _Settings, policy: _Policy) -> _Check:
@@ -1531,13 +1857,14 @@ class _Check:
             every = 0.0 if options.cache is not None else settings.every
         return cls(
             key=field.key,
-            call=field.value,
+            call=_measured(field.value),
             failing="FAIL" if options.critical else "WARN",
             timeout=options.timeout or settings.timeout,
             cache=settings.cache if options.cache is None else options.cache,
             every=every if policy.schedules else 0.0,
             fail_after=options.fail_after or settings.fail_after,
             recover_after=options.recover_after or settings.recover_after,
+            component_type=options.component_type,
         )
 
 
@@ -1631,7 +1958,7 @@ class _Run:
         try:
             value = self.check.call()
             if value is True:  # the commonest result: JSON needs no encoder
-                result: _Result = (True, "true", None, time.monotonic() - start)
+                result: _Result = (True, "true", None, time.monotonic() - start, None)
             else:
                 result, error = _result(value, monitor.parts(app).encode, start)
         except BaseException as exc:  # SystemExit too: a run must always settle
@@ -1659,6 +1986,12 @@ def _result(
         value = _run_async(value)
     if value is False:
         return _failed("returned False", start), None
+    health = None
+    if isinstance(value, Health):  # it says its status, and why
+        health = value
+        value = health.value
+        if value is None:
+            value = health.status != "FAIL"
     try:
         text = encode(value)
         if not text.isascii():
@@ -1668,11 +2001,15 @@ def _result(
         article = "an" if name[:1].lower() in "aeiou" else "a"
         reason = f"returned {article} {name} object that JSON cannot encode"
         return _failed(reason, start), error
-    return (True, text, None, time.monotonic() - start), None
+    if health is None:
+        return (True, text, None, time.monotonic() - start, None), None
+    ok = health.status != "FAIL"
+    why = None if health.reason is None else _utf8(health.reason)
+    return (ok, text, why, time.monotonic() - start, health), None
 
 
 def _failed(reason: str, start: float) -> _Result:
-    return (False, "false", reason, time.monotonic() - start)
+    return (False, "false", reason, time.monotonic() - start, None)
 
 
 _STILL_RUNNING = "; still running"  # said of a late run until its call returns
@@ -1688,7 +2025,8 @@ def _timed_out(run: _Run, still: str = "", until: float = 0.0) -> _Result:
         busy = "the only one was" if workers == 1 else f"all {workers} were"
         reason += f" waiting for a worker; {busy} busy"
     late = until > run.deadline
-    return (False, "false", reason, until - run.started if late else run.check.timeout)
+    duration = until - run.started if late else run.check.timeout
+    return (False, "false", reason, duration, None)
 
 
 def _describe(error: BaseException) -> str:
@@ -1701,9 +2039,15 @@ def _describe(error: BaseException) -> str:
         text = str(error)
     except BaseException:
         text = "<exception str() failed>"
-    if not text.isascii():  # no lone surrogate may reach a response
-        text = text.encode(errors="backslashreplace").decode()
+    text = _utf8(text)
     return f"{name}: {text}" if text else name
+
+
+def _utf8(text: str) -> str:
+    """``text``, a lone surrogate in it escaped: none may reach a response."""
+    if text.isascii():
+        return text
+    return text.encode(errors="backslashreplace").decode()
 
 
 class _Then:
@@ -1901,12 +2245,13 @@ class _Monitor:
                 for key, field in fields.items()
                 if field.is_check
             }
-            self._resolved, self._plans = (fields, checks), {}
-            self.schedules = any(check.every for check in checks.values())
-            if self.store is not None:
+            if self.store is not None:  # before another thread may read them
                 for check in checks.values():
                     check.ident = _check_ident(self.name, self.settings.url, check)
                 self.idents = [check.ident for check in checks.values()]
+            # Published last, whole: another thread reads them without the lock.
+            self.schedules = any(check.every for check in checks.values())
+            self._resolved, self._plans = (fields, checks), {}
         return checks
 
     def url_keys(self) -> tuple[list[str], list[str], list[str]]:
@@ -1945,7 +2290,10 @@ class _Monitor:
         outcomes = self._outcomes(app, plan.checks) if plan.checks else {}
         entries = [(field, outcomes.get(field.key)) for field in plan.fields]
         status = _worst(outcomes.values())
-        report = _Report(url, status, entries, self.settings.show_errors)
+        settings = self.settings
+        report = _Report(
+            url, status, entries, settings.show_errors, settings.status_codes
+        )
         if self.holds and whole:
             report.held = self.held(app, url)
             if report.held is not None:
@@ -2146,8 +2494,8 @@ class _Monitor:
         outcome, old = streak.count(check, result)
         # A run that passed, as its check did before, changes no status and
         # logs nothing: the commonest run skips deciding either.
-        if old != "OK" or not outcome.ok:
-            self._tell_and_log(run, outcome, old, error, then)
+        if old != "OK" or outcome.status != "OK" or outcome.reason is not None:
+            self._tell_and_log(run, outcome, old, error, then, result[2])
         if self.shares_runs:
             then.record = self._record(run, outcome, old, state is _DONE)
         self._place(run, outcome, state, then)
@@ -2186,6 +2534,7 @@ class _Monitor:
         old: str | None,
         error: BaseException | None,
         then: _Then,
+        reason: str | None,  # the whole of it, for the log
     ) -> None:
         """Decide whom to tell of the status ``run`` left its check in, if it
         changed from ``old``, and what to log of it; keep the change."""
@@ -2196,8 +2545,9 @@ class _Monitor:
                 self.history[key].appendleft(change)
             if self.policy.tells_listeners:
                 then.notify = self._tell(key, old, outcome)
-        if not outcome.ok or old not in (None, "OK"):  # else nothing to log
-            then.line = _run_line(self, run.check, outcome, old, error)
+        # A failure or a warning has a reason; else only a recovery is logged.
+        if outcome.reason is not None or old not in (None, "OK"):
+            then.line = _run_line(self, run.check, outcome, old, error, reason)
 
     def _admit_queued(self) -> list[tuple[Flask, _Task]]:
         """A worker is free: the first queued run still in time takes it.
@@ -2346,13 +2696,17 @@ class _Monitor:
         count on; the others learn whom to follow or what to adopt. If the
         store fails, they all run here alone."""
         store = cast(_Store, self.store)
-        if store.alone():
+        if store.alone(app):
             return
         wanted = [
             (r.check.ident, r.check.timeout, r.check.every or r.check.cache)
             for r in runs
         ]
-        decided = store.claim(app, wanted)
+        # Up to half the runs' time for the threads of this process that
+        # use the store before this one: at once, as a server starts, they
+        # would else run their checks alone.
+        wait = max(_STORE_WAIT, min(r.check.timeout for r in runs) / 2)
+        decided = store.claim(app, wanted, wait)
         if decided is None:
             return
         with self.lock:
@@ -2556,7 +2910,7 @@ class _Monitor:
         store = cast(_Store, self.store)
         if not store.add(record):
             return  # a flush is planned already
-        if store.alone():
+        if store.alone(app):
             _scheduler.flush(store, app)
         else:
             _pool.submit([(app, _Call(functools.partial(store.flush, app)))])
@@ -2646,16 +3000,16 @@ def _run_line(
     outcome: _Outcome,
     old: str | None,
     error: BaseException | None,
+    reason: str | None,
 ) -> _Line | None:
     """The line to log for a run that settled: a failure (in "transitions"
     mode, when the check's status turns failing), a failure the check
-    tolerates (only in "every" mode, at INFO), a recovery, or none."""
+    tolerates (only in "every" mode, at INFO), a warning, a recovery, or
+    none. ``reason`` is the whole, which responses show cut."""
     url, every = monitor.settings.url, monitor.logs_every_failure
     if outcome.ok:
-        if not every and outcome.status == "OK" and old not in (None, "OK"):
-            return _Line(logging.INFO, "Check %r of %s passes again.", (check.key, url))
-        return None
-    new, reason = outcome.status, outcome.reason
+        return _passed_line((check.key, url), outcome, old, every, reason)
+    new = outcome.status
     if new == "OK":  # tolerated: fewer than fail_after failures in a row
         if not every:
             return None
@@ -2666,6 +3020,26 @@ def _run_line(
         return None
     level = logging.ERROR if check.failing == "FAIL" else logging.WARNING
     return _Line(level, "Check %r of %s failed: %s", (check.key, url, reason), error)
+
+
+def _passed_line(
+    what: tuple[str, str],
+    outcome: _Outcome,
+    old: str | None,
+    every: bool,
+    reason: str | None,
+) -> _Line | None:
+    """The line of a run that passed: a warning (a Health.warn) when the
+    check's status turns to WARN, or each one in "every" mode; a recovery;
+    or none. ``what`` is the check's key and URL."""
+    new = outcome.status
+    if reason is not None:
+        if not every and old == new:
+            return None
+        return _Line(logging.WARNING, "Check %r of %s warns: %s", (*what, reason))
+    if not every and new == "OK" and old not in (None, "OK"):
+        return _Line(logging.INFO, "Check %r of %s passes again.", what)
+    return None
 
 
 def _emit(
@@ -2950,6 +3324,10 @@ class _Scheduler:
         self._prune_at = 64  # heap size at which dead entries are dropped
         self._running = False
 
+    def retry(self, store: _Store, app: Flask) -> None:
+        """Try ``store``, which failed, again in ``_STORE_RETRY`` seconds."""
+        self._at(time.monotonic() + _STORE_RETRY, _Store.retry, store, app)
+
     def flush(self, store: _Store, app: Flask) -> None:
         """Write ``store``'s waiting outcomes in a moment, unless a claim
         takes them first: records made close together go in one
@@ -3073,6 +3451,7 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
 _SCHEMA = 1  # the store's layout; another version of the file is not read
 _STORE_WAIT = 0.1  # seconds a write may wait for another process's lock
 _STORE_RETRY = 2.0  # seconds between attempts to use a store that failed
+_STORE_SETUP = 1.0  # seconds a process opening a new store waits for the first
 _STORE_LOOK = 1.0  # seconds between checks that the file is still the one opened
 _FOLLOW_EVERY = 0.01  # seconds between looks at another process's run
 _FLUSH_AFTER = 0.05  # seconds an outcome may wait to be written with others
@@ -3090,7 +3469,8 @@ CREATE TABLE IF NOT EXISTS checks (
     owner INTEGER, token TEXT, started REAL, deadline REAL,
     seq INTEGER NOT NULL DEFAULT 0,
     ok INTEGER, value TEXT, reason TEXT, at REAL, duration REAL,
-    status TEXT, since REAL, failures INTEGER, passes INTEGER
+    status TEXT, since REAL, failures INTEGER, passes INTEGER,
+    hstatus TEXT, hvalue, hunit TEXT
 );
 CREATE TABLE IF NOT EXISTS urls (id TEXT PRIMARY KEY, status TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS holds (
@@ -3104,7 +3484,8 @@ CREATE INDEX IF NOT EXISTS history_by_check ON history (id, at);
 """
 _ROW = (
     "owner, token, started, deadline, seq,"
-    " ok, value, reason, at, duration, status, since, failures, passes"
+    " ok, value, reason, at, duration, status, since, failures, passes,"
+    " hstatus, hvalue, hunit"
 )
 
 
@@ -3126,7 +3507,7 @@ class _Shared(NamedTuple):
     @classmethod
     def read(cls, row: Sequence[Any]) -> _Shared:
         owner, token, _, deadline, seq, ok, value, reason, at, duration = row[:10]
-        status, since, failures, passes = row[10:]
+        status, since, failures, passes, *health = row[10:]
         _of(owner, (int, type(None)))
         _of(token, (str, type(None)))
         _of(deadline, (float, int, type(None)))
@@ -3143,9 +3524,29 @@ class _Shared(NamedTuple):
             _of(passes, (int,))
             if status not in ("OK", "WARN", "FAIL"):
                 raise _Malformed(f"a check's status is {status!r}")
-            fields = (bool(ok), value, reason, at, duration, status, since, failures)
-            outcome = tuple.__new__(_Outcome, fields)
+            made = _stored_health(health, reason)
+            fields = (ok, value, reason, at, duration, status, since, failures, made)
+            outcome = tuple.__new__(_Outcome, (bool(ok), *fields[1:]))
         return cls(owner, token, deadline or 0.0, seq, outcome, passes or 0)
+
+
+def _stored_health(columns: Sequence[Any], reason: str | None) -> Health | None:
+    """The Health of a stored outcome, as far as the formats read one: its
+    status, its number and its unit; None if the check returned none."""
+    status, value, unit = columns
+    if status is None:
+        return None
+    _of(value, (int, float, type(None)))
+    _of(unit, (str, type(None)))
+    return Health(status, value, unit, reason if status != "OK" else None)
+
+
+def _health_columns(outcome: _Outcome) -> tuple[str | None, Any, str | None]:
+    """What the store keeps of an outcome's Health (see _stored_health)."""
+    health = outcome.health
+    if health is None:
+        return None, None, None
+    return health.status, _measure(outcome), health.unit
 
 
 def _of(value: object, kinds: tuple[type, ...]) -> None:
@@ -3208,14 +3609,16 @@ class _Store:
         self._file: tuple[int, int] | None = None  # (device, inode) opened
         self._looked = 0.0  # monotonic time the file was last looked at
         self._opened = 0  # connections opened so far, which data_version is of
-        self._pending: list[_Record] = []  # outcomes to write, under lock
+        # Outcomes to write, under _pending_lock: a worker that adds one
+        # never waits for another thread's use of the store.
+        self._pending: list[_Record] = []
+        self._pending_lock = threading.Lock()
         self._flush_planned = False  # the scheduler will write them
         # When another process last wrote, as far as this one saw: at the
         # data_version it saw change (see alone()).
         self._heard_version: object = None
         self._heard = math.inf
         self.failure: str | None = None  # why the store failed, while it has
-        self._retry = 0.0  # monotonic time from which to try it again
 
     def __repr__(self) -> str:
         state = f"failed: {self.failure}" if self.failure else "working"
@@ -3224,10 +3627,21 @@ class _Store:
     # Every use goes through _use: the connection, the fault and its retry.
 
     def _use(
-        self, app: Flask | None, work: Callable[[sqlite3.Connection], R]
+        self,
+        app: Flask | None,
+        work: Callable[[sqlite3.Connection], R],
+        retry: bool = False,
+        wait: float = _STORE_WAIT,
     ) -> R | None:
-        with self.lock:
-            if self.failure is not None and time.monotonic() < self._retry:
+        # Another thread's use waits at most _STORE_WAIT for SQLite's lock:
+        # this one waits ``wait`` for that thread, then goes on without.
+        if not self.lock.acquire(True, wait):
+            return None
+        with _locked(self.lock):
+            # A failed store is tried again by the scheduler (see _fail):
+            # opening one may wait for SQLite's lock more than once, which
+            # no request's deadline should pay.
+            if self.failure is not None and not (retry or app is None):
                 return None
             try:
                 result = work(self._connect())
@@ -3264,14 +3678,7 @@ class _Store:
             check_same_thread=False,
         )
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.executescript(_TABLES)
-            (schema,) = connection.execute(
-                "SELECT value FROM meta WHERE name = 'schema'"
-            ).fetchone()
-            if schema != _SCHEMA:
-                raise _Malformed(f"the store's layout is version {schema!r}")
+            _prepare(connection)
         except BaseException:
             connection.close()
             raise
@@ -3283,9 +3690,15 @@ class _Store:
         self._heard = time.monotonic()  # not alone until it has looked a while
         return connection
 
+    def retry(self, app: Flask) -> None:
+        """Try the store again, on the scheduler's thread, while it fails."""
+        self._use(app, lambda connection: None, retry=True)
+
     def _fail(self, app: Flask | None, error: BaseException) -> None:
-        self._retry = time.monotonic() + _STORE_RETRY
-        self._pending = []  # runs this process claimed: it goes on alone
+        if app is not None:
+            _scheduler.retry(self, app)
+        with self._pending_lock:  # runs this process claimed: it goes on alone
+            self._pending = []
         if self._connection is not None and self._pid == os.getpid():
             with contextlib.suppress(sqlite3.Error):
                 self._connection.close()
@@ -3318,10 +3731,7 @@ class _Store:
         connection writes; its values are this connection's own.)"""
 
         def read(connection: sqlite3.Connection) -> Any:
-            (number,) = connection.execute("PRAGMA data_version").fetchone()
-            version = (self._opened, number)
-            if version != self._heard_version:  # another process wrote
-                self._heard_version, self._heard = version, time.monotonic()
+            version = self._hear(connection)
             if version == known:
                 return None
             marks = ",".join("?" * len(ids))
@@ -3364,14 +3774,16 @@ class _Store:
     # Claiming a run, following another process's, recording one.
 
     def claim(
-        self, app: Flask, wanted: Sequence[tuple[str, float, float]]
+        self, app: Flask, wanted: Sequence[tuple[str, float, float]], wait: float
     ) -> list[tuple[_Claim, _Shared | None, str | None]] | None:
         """Decide, in one write transaction, what each run due here does
         (see _Claim), for ``wanted``: each check's id, timeout and the
         seconds its outcome stays fresh. Each decision comes with the row
         it read, and the claim's token when the run is to call its check.
         The outcomes waiting to be written go first, in the same
-        transaction: a claim of this process's must not pass its record."""
+        transaction: a claim of this process's must not pass its record.
+        It waits up to ``wait`` for another thread's use of the store: a
+        run that could not claim would run alone."""
 
         def decide(connection: sqlite3.Connection) -> Any:
             now = time.time()
@@ -3400,20 +3812,35 @@ class _Store:
                 decided[check_id] = (_Claim.RUN, None, token)
             return [decided[check_id] for check_id, _, _ in wanted]
 
-        return self._use(app, decide)
+        return self._use(app, decide, wait=wait)
 
-    def alone(self) -> bool:
+    def alone(self, app: Flask) -> bool:
         """Whether no other process has written for ``_ALONE`` seconds: then
         this one claims nothing (its runs are the only ones), and writes its
-        outcomes in batches. Another process's first claim ends that at this
-        one's next request, and only a run started at that moment can run
+        outcomes in batches. It is asked before each claim, and looks again
+        when it has not heard from another process for that long, so only
+        a run started as another process's first write lands can run
         twice."""
+        if time.monotonic() - self._heard < _ALONE:
+            return False
+        self._use(app, self._hear)
         return time.monotonic() - self._heard >= _ALONE
+
+    def _hear(self, connection: sqlite3.Connection) -> object:
+        """The store's version now (``PRAGMA data_version``, which another
+        connection's write changes), noting when it last changed."""
+        (number,) = connection.execute("PRAGMA data_version").fetchone()
+        version = (self._opened, number)
+        if version != self._heard_version:  # another process wrote
+            self._heard_version, self._heard = version, time.monotonic()
+        return version
 
     def add(self, record: _Record) -> bool:
         """Keep ``record`` to write with the next claim or flush; whether a
         flush must be arranged (none is)."""
-        with self.lock:
+        if self.failure is not None:  # each process goes on alone meanwhile
+            return False
+        with self._pending_lock:
             self._pending.append(record)
             planned, self._flush_planned = self._flush_planned, True
             return not planned
@@ -3443,7 +3870,8 @@ class _Store:
         renewed claims' tokens by check id. A record of a claim another
         process took since (it found this one dead or late) is not written
         over that one's."""
-        records, self._pending = self._pending, []
+        with self._pending_lock:
+            records, self._pending = self._pending, []
         last = {entry.check_id: entry for entry in records}
         again = {check_id: timeout for check_id, timeout, _ in wanted}
         renewed = {}
@@ -3554,6 +3982,28 @@ def _look_at(path: str, opened: tuple[int, int] | None) -> None:
             raise _Malformed(f"{path} is no SQLite database any more")
 
 
+def _prepare(connection: sqlite3.Connection) -> None:
+    """Make a new connection ready: WAL mode and the tables, made by the
+    first process to open the store. The workers of a server open it at
+    once, and the first makes them while the others wait: for that, and
+    only then, a wait for SQLite's lock of up to ``_STORE_SETUP``."""
+    connection.execute("PRAGMA synchronous=NORMAL")
+    (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+    made = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE name = 'history'"
+    ).fetchone()
+    if mode != "wal" or made is None:
+        connection.execute(f"PRAGMA busy_timeout = {int(_STORE_SETUP * 1000)}")
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.executescript(_TABLES)
+        connection.execute(f"PRAGMA busy_timeout = {int(_STORE_WAIT * 1000)}")
+    (schema,) = connection.execute(
+        "SELECT value FROM meta WHERE name = 'schema'"
+    ).fetchone()
+    if schema != _SCHEMA:
+        raise _Malformed(f"the store's layout is version {schema!r}")
+
+
 def _choose(shared: _Shared | None, timeout: float, fresh: float, now: float) -> _Claim:
     """What a run due here does, as the row ``shared`` of its check says:
     follow a live process's run until one more timeout after its deadline
@@ -3656,6 +4106,15 @@ def _check_ident(name: str, url: str, check: _Check) -> str:
 
 
 @contextlib.contextmanager
+def _locked(lock: threading.Lock) -> Iterator[None]:
+    """Release ``lock``, acquired already, on leaving."""
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
 def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
     """A write transaction, taken at once (BEGIN IMMEDIATE): the reads in
     it decide what it writes, so no other writer may come between."""
@@ -3687,8 +4146,9 @@ def _write_record(
     cursor = connection.execute(
         "UPDATE checks SET seq = seq + 1, ok = ?, value = ?, reason = ?,"
         " at = ?, duration = ?, status = ?, since = ?, failures = ?,"
-        " passes = ?, token = ?, owner = ?, started = COALESCE(?, started),"
-        " deadline = COALESCE(?, deadline) WHERE id = ? AND token IS ?",
+        " passes = ?, hstatus = ?, hvalue = ?, hunit = ?, token = ?, owner = ?,"
+        " started = COALESCE(?, started), deadline = COALESCE(?, deadline)"
+        " WHERE id = ? AND token IS ?",
         (
             int(outcome.ok),
             outcome.value,
@@ -3699,6 +4159,7 @@ def _write_record(
             outcome.since,
             outcome.failures,
             entry.passes,
+            *_health_columns(outcome),
             token,
             None if token is None else _pid,
             started,
@@ -3926,8 +4387,8 @@ def _held_json(held: _Hold, parts: _Parts) -> str:
 
 
 def _errors(report: _Report) -> dict[str, str | None]:
-    """Why each failed check of ``report`` failed."""
-    return {f.key: o.reason for f, o in report.entries if o and not o.ok}
+    """Why each check of ``report`` that failed or warned did."""
+    return {f.key: o.reason for f, o in report.entries if o and o.reason is not None}
 
 
 _HEALTH = {"OK": "pass", "WARN": "warn", "FAIL": "fail"}
@@ -3957,15 +4418,19 @@ def _health_entry(
     field: _Field, outcome: _Outcome, parts: _Parts, show_errors: bool
 ) -> str:
     """One observation of a check, in a health+json ``checks`` entry."""
-    entry = {
-        "status": f'"{_HEALTH[outcome.status]}"',
-        "observedValue": outcome.value,
-        "time": f'"{_iso(outcome.at)}"',
-        "duration": repr(round(outcome.duration, 6)),
-        "since": f'"{_iso(outcome.since)}"',
-        "consecutiveFailures": int.__repr__(outcome.failures),
-    }
-    if show_errors and not outcome.ok:
+    entry = {"status": f'"{_HEALTH[outcome.status]}"'}
+    kind = field.options.component_type
+    if kind is not None:
+        entry["componentType"] = parts.encode(kind)
+    entry["observedValue"] = outcome.value
+    health = outcome.health
+    if health is not None and health.unit is not None:
+        entry["observedUnit"] = parts.encode(health.unit)
+    entry["time"] = f'"{_iso(outcome.at)}"'
+    entry["duration"] = repr(round(outcome.duration, 6))
+    entry["since"] = f'"{_iso(outcome.since)}"'
+    entry["consecutiveFailures"] = int.__repr__(outcome.failures)
+    if show_errors and outcome.reason is not None:
         entry["output"] = parts.encode(outcome.reason)
     return _object(_HEALTH_NAMES, entry)
 
@@ -3974,7 +4439,9 @@ _HEALTH_NAMES = {
     k: f'"{k}"'
     for k in (
         "status",
+        "componentType",
         "observedValue",
+        "observedUnit",
         "time",
         "duration",
         "since",
@@ -4025,7 +4492,42 @@ def _write_prometheus(report: _Report, parts: _Parts, details: bool) -> str:
             f" {round(o.duration, 6)!r}"
             for k, o in checks
         ]
+        lines += _prometheus_values(url, checks)
     return "\n".join(lines) + "\n"
+
+
+def _prometheus_values(url: str, checks: list[tuple[str, _Outcome]]) -> list[str]:
+    """The gauge of the checks that returned a Health with a number, each
+    with its unit as a label, if it has one; no lines if none did."""
+    samples = []
+    for key, outcome in checks:
+        number = _measure(outcome)
+        if number is not None:
+            unit = outcome.health.unit  # type: ignore[union-attr]
+            labels = f'{url},check="{_label(key)}"'
+            labels += "" if unit is None else f',unit="{_label(unit)}"'
+            samples.append(f"flask_status_check_value{{{labels}}} {number!r}")
+    if not samples:
+        return []
+    return [
+        "# HELP flask_status_check_value The value of the check's latest run, in"
+        " its unit.",
+        "# TYPE flask_status_check_value gauge",
+        *samples,
+    ]
+
+
+def _measure(outcome: _Outcome) -> int | float | None:
+    """The value of a run whose check returned a Health with a finite
+    number (not a bool); else None. A plain return value is no measure: it
+    may be a version, a port, a code."""
+    health = outcome.health
+    value = None if health is None else health.value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value):
+        return None
+    return int(value) if isinstance(value, int) else float(value)
 
 
 def _label(value: str) -> str:
@@ -4039,16 +4541,22 @@ def _write_html(report: _Report, parts: _Parts, details: bool) -> str:
     status, url = report.status, html.escape(report.url)
     seconds = _refresh()
     refresh = f'<meta http-equiv="refresh" content="{seconds}">\n' if seconds else ""
-    table = _html_table(report, parts) if details else ""
-    if details and report.history:
-        table += _html_history(report)
+    now = time.time()
+    table = ""
+    if details:
+        table = _html_summary(report) + _html_table(report, parts, now)
+        if report.history:
+            table += _html_history(report)
     held = ""
     if report.held is not None:
         held = f'<p class="held">{html.escape(report.held.said().capitalize())}</p>\n'
+    made = _iso(now)
     return (
         f"{_PAGE_HEAD}{refresh}<title>{status} - {url}</title>\n{_PAGE_STYLE}"
         f'</head>\n<body>\n<h1>{url}</h1>\n<p>Status: <strong class="{status}">'
-        f"{status}</strong></p>\n{held}{table}</body>\n</html>\n"
+        f"{status}</strong></p>\n{held}{table}"
+        f'<p>Made at <time datetime="{made}">{made.replace("T", " ")}</time>.</p>\n'
+        "</body>\n</html>\n"
     )
 
 
@@ -4086,18 +4594,29 @@ def _html_history(report: _Report) -> str:
 _HISTORY_COLUMNS = ("Check", "When", "From", "To", "Reason")
 
 
-def _html_table(report: _Report, parts: _Parts) -> str:
+def _html_summary(report: _Report) -> str:
+    """One line that counts the checks by status: ``5 checks: 3 OK, 1 WARN,
+    1 FAIL``; none without checks."""
+    statuses = [o.status for _, o in report.entries if o is not None]
+    if not statuses:
+        return ""
+    counts = [f"{statuses.count(s)} {s}" for s in _STATUSES if s in statuses]
+    checks = "check" if len(statuses) == 1 else "checks"
+    return f'<p class="summary">{len(statuses)} {checks}: {", ".join(counts)}</p>\n'
+
+
+def _html_table(report: _Report, parts: _Parts, now: float) -> str:
     """A row per key of the JSON payload, in its order: the message's data,
     static fields and checks; a check's reason only with ``show_errors``."""
     reasons = report.show_errors
     rows = {
-        k: _html_row(k, v, None, reasons)
+        k: _html_row(k, v, None, reasons, now)
         for k, v in parts.message.items()
         if k != "status"
     }
     for field, outcome in report.entries:
         value = outcome.value if outcome else parts.static[field.key]
-        rows[field.key] = _html_row(field.key, value, outcome, reasons)
+        rows[field.key] = _html_row(field.key, value, outcome, reasons, now)
     head = "".join(f'<th scope="col">{name}</th>' for name in _COLUMNS[: 5 + reasons])
     return (
         f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
@@ -4105,24 +4624,68 @@ def _html_table(report: _Report, parts: _Parts) -> str:
     )
 
 
+def _html_value(data: str, value: str, outcome: _Outcome) -> str:
+    """A check's value on the page: with a unit, as people read it (bytes
+    as kB to TB, seconds as ms or s), the exact number kept in a ``data``
+    element; else the JSON text ``data``, and the unit after it."""
+    health = outcome.health
+    unit = None if health is None else health.unit
+    if unit is None:
+        return data
+    number = _measure(outcome)
+    read = None if number is None else _for_people(number, unit)
+    if read is None:
+        return f"{data} {html.escape(unit)}"
+    return f'<data value="{html.escape(value)}">{read}</data>'
+
+
+def _for_people(number: float, unit: str) -> str | None:
+    """``84.1 GB`` for bytes, ``3.2 ms`` or ``1.5 s`` for seconds; None for
+    another unit, or a number these do not suit."""
+    if unit == "bytes" and number >= 0 and number == int(number):
+        return _size(int(number))
+    if unit == "s" and 0 <= number < 1:
+        return f"{number * 1000:.3g} ms"
+    if unit == "s" and number >= 1:
+        return f"{number:.3g} s" if number < 100 else f"{number:.0f} s"
+    return None
+
+
+def _age(seconds: float) -> str:
+    """``12 s``, ``5 min``, ``3 h`` or ``2 d``: how long ago, whole units."""
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} s"
+
+
 _COLUMNS = ("Field", "State", "Value", "Duration", "Since", "Reason")
 _CELLS = tuple(f'<td data-label="{name}">' for name in _COLUMNS[1:])
 
 
-def _html_row(key: str, value: str, outcome: _Outcome | None, reasons: bool) -> str:
-    """One row: the key, the status, the value as JSON text and, for a check,
-    how long its run took and since when its status holds (as health+json's
-    ``duration`` and ``since``).
+def _html_row(
+    key: str, value: str, outcome: _Outcome | None, reasons: bool, now: float
+) -> str:
+    """One row: the key, the status, the value as JSON text (a number with
+    a unit as people read it) and, for a check, how long its run took and
+    since when its status holds (as health+json's ``duration`` and
+    ``since``), as a time in UTC and an age at ``now``.
     Each cell is labelled, for narrow screens, where rows become cards."""
     shown = duration = since = reason = ""
+    data = f"<code>{html.escape(value)}</code>"
     if outcome is not None:
         word = outcome.status
         shown = f'<span class="{word}">{word}</span>'
         duration = f"{outcome.duration * 1000:.3f} ms"
         at = _iso(outcome.since)
-        since = f'<time datetime="{at}">{at.replace("T", " ")}</time>'
+        since = (
+            f'<time datetime="{at}">{at.replace("T", " ")}</time>'
+            f" ({_age(now - outcome.since)} ago)"
+        )
         reason = html.escape(outcome.reason) if outcome.reason else ""
-    cells = (shown, f"<code>{html.escape(value)}</code>", duration, since, reason)
+        data = _html_value(data, value, outcome)
+    cells = (shown, data, duration, since, reason)
     row = "".join(
         [f"{td}{cell}</td>" for td, cell in zip(_CELLS[: 4 + reasons], cells)]
     )
@@ -4526,22 +5089,86 @@ R = TypeVar("R")  # what a call returns
 
 
 class _ReadyCheck:
-    """A check made by one of the functions below: calling it runs ``probe``,
-    which returns what the field shows or raises why the service failed."""
+    """A check made by one of the functions below. Its ``probe`` returns
+    what the field shows, or a :class:`Health` that says it with a unit or
+    warns, or raises why the service failed; ``latency`` makes the seconds
+    it took the value, or a warning. The endpoint calls :meth:`measure`;
+    called directly, it returns the plain value, as it always has."""
 
-    def __init__(self, what: str, probe: Callable[[], Any]) -> None:
+    def __init__(
+        self, what: str, probe: Callable[[], Any], latency: _Latency | None = None
+    ) -> None:
         self._what = what
         self._probe = probe
+        self._latency = latency
+
+    def measure(self) -> Any:
+        """Run the probe: its result, judged by its latency if asked."""
+        if self._latency is None:
+            return self._probe()
+        start = time.monotonic()
+        result = self._probe()
+        return self._latency.judge(result, time.monotonic() - start)
 
     def __call__(self) -> Any:
-        return self._probe()
+        result = self.measure()
+        if not isinstance(result, Health):
+            return result
+        return result.status != "FAIL" if result.value is None else result.value
 
     def __repr__(self) -> str:
         return f"<{self._what}>"
 
 
+def _measured(value: Any) -> Any:
+    """What the engine calls for a check: a ready-made check's whole result,
+    :meth:`_ReadyCheck.measure`; else the check itself."""
+    return value.measure if isinstance(value, _ReadyCheck) else value
+
+
+class _Latency:
+    """How a network check reports the seconds it took: as its value
+    (``value="latency"``), and with a warning above ``warn`` seconds."""
+
+    def __init__(self, shows: bool, warn: float | None) -> None:
+        self.shows = shows
+        self.warn = warn
+
+    @classmethod
+    def of(cls, value: object, warn: object) -> _Latency | None:
+        """The latency of ``value=`` and ``warn_latency=``, checked; None
+        when neither asks for it."""
+        if value is not None and value != "latency":
+            raise ValueError(
+                f"The value {value!r} is not one a check can show instead of its"
+                " own; give value='latency' for the seconds it took."
+            )
+        seconds = None if warn is None else _seconds(warn, "warn_latency", "above")
+        if value is None and seconds is None:
+            return None
+        return cls(value is not None, seconds)
+
+    def judge(self, result: Any, seconds: float) -> Health:
+        """The check's ``result``, which took ``seconds``, as a Health."""
+        value, unit = (round(seconds, 6), "s") if self.shows else (result, None)
+        if self.warn is not None and seconds > self.warn:
+            reason = f"answered in {seconds:.3g} s, slower than {self.warn:g} s"
+            return Health.warn(reason, value=value, unit=unit)
+        return Health.ok(value, unit=unit)
+
+    def __str__(self) -> str:
+        shows = ", shows its latency" if self.shows else ""
+        warns = "" if self.warn is None else f", warns above {self.warn:g} s"
+        return f"{shows}{warns}"
+
+
 def sql_check(
-    target: Any, query: str = "SELECT 1", *, timeout: float = 0.5
+    target: Any,
+    query: str = "SELECT 1",
+    *,
+    timeout: float = 0.5,
+    value: str | None = None,
+    warn_latency: float | None = None,
 ) -> Callable[[], bool]:
     """A check that runs ``query`` on a connection of its own, then gives the
     connection back (to the engine's pool, or closed) with no transaction
@@ -4562,6 +5189,10 @@ def sql_check(
         connection is discarded, never given back to the pool. Connecting
         is bounded by the driver's ``connect_timeout``, and a connection
         with no ``fileno()`` (sqlite3) by its own timeout, not by this.
+    :param value: ``"latency"`` shows the seconds the check took, from
+        connecting to the query's answer, with the unit ``s``.
+    :param warn_latency: seconds above which the check warns: its status
+        is WARN, with a reason that says how long it took.
 
     .. code-block:: python
 
@@ -4583,6 +5214,7 @@ def sql_check(
         raise ValueError(f"The query {query!r} is empty; give one such as 'SELECT 1'.")
     _not_a_class(target, "sql_check", "a SQLAlchemy Engine")
     seconds = _seconds(timeout, "The timeout", "above")
+    latency = _Latency.of(value, warn_latency)
     kind = type(target)
     if callable(getattr(kind, "connect", None)):  # an Engine
         probe = functools.partial(_sql_engine, lambda: target, query, seconds)
@@ -4596,8 +5228,8 @@ def sql_check(
             f"sql_check needs a SQLAlchemy Engine, a Flask-SQLAlchemy extension"
             f" or a callable returning a DB-API connection, not {target!r}."
         )
-    what = f"sql_check {query!r} on {target!r}, within {seconds:g} s"
-    return _ReadyCheck(what, probe)
+    what = f"sql_check {query!r} on {target!r}, within {seconds:g} s{latency or ''}"
+    return _ReadyCheck(what, probe, latency)
 
 
 def _not_a_class(target: object, check: str, example: str) -> None:
@@ -4761,7 +5393,9 @@ def _socket_of(connection: Any) -> Any:
         return None
 
 
-def redis_check(client: Any) -> Callable[[], bool]:
+def redis_check(
+    client: Any, *, value: str | None = None, warn_latency: float | None = None
+) -> Callable[[], bool]:
     """A check that sends ``PING`` with the app's own Redis client (redis-py,
     or anything with a ``ping()`` method); it shows ``true``, and fails
     unless the answer is true.
@@ -4771,6 +5405,9 @@ def redis_check(client: Any) -> Callable[[], bool]:
 
     :param client: the client, with its connection pool; made once, not per
         check.
+    :param value: ``"latency"`` shows the seconds ``PING`` took, with the
+        unit ``s``.
+    :param warn_latency: seconds above which the check warns.
 
     .. code-block:: python
 
@@ -4788,6 +5425,7 @@ def redis_check(client: Any) -> Callable[[], bool]:
             f"redis_check needs a client with a ping() method, such as"
             f" redis.Redis(), not {client!r}."
         )
+    latency = _Latency.of(value, warn_latency)
 
     def probe() -> bool:
         answer = ping()
@@ -4801,7 +5439,7 @@ def redis_check(client: Any) -> Callable[[], bool]:
             raise RuntimeError(f"PING answered {answer!r}")
         return True
 
-    return _ReadyCheck(f"redis_check PING {client!r}", probe)
+    return _ReadyCheck(f"redis_check PING {client!r}{latency or ''}", probe, latency)
 
 
 def celery_check(app: Any, *, timeout: float = 0.5) -> Callable[[], int]:
@@ -4839,7 +5477,12 @@ def celery_check(app: Any, *, timeout: float = 0.5) -> Callable[[], int]:
 
 
 def http_check(
-    url: str, *, timeout: float = 0.5, expect: Iterable[int] = range(200, 400)
+    url: str,
+    *,
+    timeout: float = 0.5,
+    expect: Iterable[int] = range(200, 400),
+    value: str | None = None,
+    warn_latency: float | None = None,
 ) -> Callable[[], int]:
     """A check that sends one ``GET`` to ``url`` with the standard library,
     following no redirect, and shows the status code; a code outside
@@ -4855,6 +5498,9 @@ def http_check(
         reading the status line; keep it below the field's timeout, so that
         a dead host fails with its own reason.
     :param expect: the status codes that pass.
+    :param value: ``"latency"`` shows the seconds the request took, to the
+        status line, with the unit ``s``, instead of the status code.
+    :param warn_latency: seconds above which the check warns.
 
     .. code-block:: python
 
@@ -4868,6 +5514,7 @@ def http_check(
     target = _HttpTarget.parse(url)
     seconds = _seconds(timeout, "The timeout", "above")
     codes = _status_codes(expect)
+    latency = _Latency.of(value, warn_latency)
 
     def probe() -> int:
         get = functools.partial(_http_get, target, seconds)
@@ -4876,8 +5523,8 @@ def http_check(
             raise RuntimeError(f"HTTP {code}")
         return code
 
-    what = f"http_check GET {target.shown}, expect {_ranges(codes)}"
-    return _ReadyCheck(what, probe)
+    what = f"http_check GET {target.shown}, expect {_ranges(codes)}{latency or ''}"
+    return _ReadyCheck(what, probe, latency)
 
 
 class _HttpTarget(NamedTuple):
@@ -5085,14 +5732,19 @@ def tcp_check(host: str, port: int, *, timeout: float = 0.5) -> Callable[[], boo
 
 
 def disk_check(
-    path: str | os.PathLike[str] = "/", *, min_free: int | float
+    path: str | os.PathLike[str] = "/",
+    *,
+    min_free: int | float,
+    warn_free: int | float | None = None,
 ) -> Callable[[], int]:
-    """A check that shows the free bytes on the disk holding ``path``, and
+    """A check that shows the free bytes on the disk holding ``path`` (with
+    the unit ``bytes``), warns when they are fewer than ``warn_free``, and
     fails when they are fewer than ``min_free``.
 
     :param path: a file or folder on the disk.
     :param min_free: bytes (an int), or a fraction of the disk's size (a
         float between 0 and 1).
+    :param warn_free: bytes, or a fraction, as ``min_free``, above it.
 
     .. code-block:: python
 
@@ -5106,13 +5758,16 @@ def disk_check(
         raise TypeError(f"The path must be a string or a path, not {path!r}.")
     where = os.fspath(path)
     minimum = _minimum(min_free, "min_free")
+    warning = _warning(warn_free, "warn_free", minimum, "min_free")
 
-    def probe() -> int:
+    def probe() -> Health:
         usage = shutil.disk_usage(where)
-        return _at_least(usage.free, usage.total, minimum, f"free on {where!r}")
+        what = f"free on {where!r}"
+        return _at_least(usage.free, usage.total, minimum, what, warning)
 
     return _ReadyCheck(
-        f"disk_check at least {_share(minimum)} free on {where!r}", probe
+        f"disk_check at least {_share(minimum)}{_warns(warning)} free on {where!r}",
+        probe,
     )
 
 
@@ -5121,9 +5776,12 @@ _CGROUP = "/proc/self/cgroup"  # the process's control groups
 _MOUNTINFO = "/proc/self/mountinfo"  # where their file systems are mounted
 
 
-def memory_check(*, min_available: int | float) -> Callable[[], int]:
-    """A check that shows the bytes of memory available, and fails when they
-    are fewer than ``min_available``.
+def memory_check(
+    *, min_available: int | float, warn_available: int | float | None = None
+) -> Callable[[], int]:
+    """A check that shows the bytes of memory available (with the unit
+    ``bytes``), warns when they are fewer than ``warn_available``, and fails
+    when they are fewer than ``min_available``.
 
     In a container with a memory limit (a Linux control group, v1 or v2, as
     Docker and Kubernetes set), what is available is the limit less the
@@ -5135,6 +5793,8 @@ def memory_check(*, min_available: int | float) -> Callable[[], int]:
 
     :param min_available: bytes (an int), or a fraction of the memory (a
         float between 0 and 1): of the container's limit where it has one.
+    :param warn_available: bytes, or a fraction, as ``min_available``,
+        above it.
     :raises OSError: where ``/proc/meminfo`` has no ``MemAvailable``.
 
     .. code-block:: python
@@ -5144,6 +5804,7 @@ def memory_check(*, min_available: int | float) -> Callable[[], int]:
         status.add_field("memory", memory_check(min_available=64 * 2**20))
     """
     minimum = _minimum(min_available, "min_available")
+    warning = _warning(warn_available, "warn_available", minimum, "min_available")
     try:
         _meminfo()
     except (OSError, KeyError, ValueError, IndexError) as error:
@@ -5152,16 +5813,18 @@ def memory_check(*, min_available: int | float) -> Callable[[], int]:
             f" does not have ({_describe(error)}); it needs Linux 3.14 or later."
         ) from None
 
-    def probe() -> int:
+    def probe() -> Health:
         available, total = _meminfo()
         limited = _cgroup_memory()
         if limited is None or limited[1] >= total:  # no limit below the host's
-            return _at_least(available, total, minimum, "available")
+            return _at_least(available, total, minimum, "available", warning)
         within, limit = limited
         what = f"available in the memory limit of {_size(limit)}"
-        return _at_least(min(within, available), limit, minimum, what)
+        return _at_least(min(within, available), limit, minimum, what, warning)
 
-    return _ReadyCheck(f"memory_check at least {_share(minimum)} available", probe)
+    return _ReadyCheck(
+        f"memory_check at least {_share(minimum)}{_warns(warning)} available", probe
+    )
 
 
 def _meminfo() -> tuple[int, int]:
@@ -5269,17 +5932,54 @@ def _minimum(value: object, what: str) -> int | float:
     return value
 
 
-def _at_least(have: int, total: int, minimum: int | float, what: str) -> int:
-    """``have``, if it is at least ``minimum`` (bytes, or a share of
-    ``total``); else raise a RuntimeError saying how much there is, ``what``
-    it is and the minimum."""
-    need = minimum if isinstance(minimum, int) else math.ceil(minimum * total)
+def _warning(
+    value: object, what: str, minimum: int | float, least: str
+) -> int | float | None:
+    """A warning level, as ``_minimum``, above ``minimum`` where both are
+    bytes or both shares; None if not given."""
+    if value is None:
+        return None
+    warning = _minimum(value, what)
+    if type(warning) is type(minimum) and warning <= minimum:
+        raise ValueError(
+            f"{what} {value!r} is not above {least} {minimum!r}, so it would"
+            f" never warn; give more than {least}."
+        )
+    return warning
+
+
+def _warns(warning: int | float | None) -> str:
+    return "" if warning is None else f" (warns below {_share(warning)})"
+
+
+def _at_least(
+    have: int,
+    total: int,
+    minimum: int | float,
+    what: str,
+    warning: int | float | None = None,
+) -> Health:
+    """``have`` bytes, if it is at least ``minimum`` (bytes, or a share of
+    ``total``), as a Health that warns below ``warning``; else raise a
+    RuntimeError saying how much there is, ``what`` it is and the minimum."""
+    need = _bytes(minimum, total)
     if have < need:
         share = "" if isinstance(minimum, int) else f" ({_size(need)})"
         raise RuntimeError(
             f"{_size(have)} {what}, below the minimum of {_share(minimum)}{share}"
         )
-    return have
+    if warning is not None and have < _bytes(warning, total):
+        share = (
+            "" if isinstance(warning, int) else f" ({_size(_bytes(warning, total))})"
+        )
+        reason = f"{_size(have)} {what}, below {_share(warning)}{share}"
+        return Health.warn(reason, value=have, unit="bytes")
+    return Health.ok(have, unit="bytes")
+
+
+def _bytes(amount: int | float, total: int) -> int:
+    """``amount`` in bytes: bytes already, or a share of ``total``."""
+    return amount if isinstance(amount, int) else math.ceil(amount * total)
 
 
 def _share(minimum: int | float) -> str:

@@ -64,9 +64,9 @@ def test_options_on_a_static_value_are_refused(app: Flask) -> None:
     with pytest.raises(TypeError) as error:
         FlaskStatus(app).add_field("version", "1.0", timeout=1)
     assert str(error.value) == (
-        "critical, timeout, cache, every, fail_after and recover_after apply to"
-        " checks, but field 'version' is the static value '1.0'; pass a callable"
-        " instead."
+        "critical, timeout, cache, every, fail_after, recover_after and"
+        " component_type apply to checks, but field 'version' is the static value"
+        " '1.0'; pass a callable instead."
     )
 
 

@@ -40,7 +40,8 @@ def test_vendored_copy_imports_alone(tmp_path: Path) -> None:
 
 def test_module_metadata() -> None:
     checks = [n for n in dir(flask_status) if n.endswith("_check") and n[0] != "_"]
-    assert flask_status.__all__ == ["FlaskStatus", "StatusChange", *sorted(checks)]
+    exported = ["FlaskStatus", "Health", "StatusChange", *sorted(checks)]
+    assert flask_status.__all__ == exported
     assert len(checks) == 7  # sql, redis, celery, http, tcp, disk, memory
     assert flask_status.__version__.count(".") == 2
     first_line = (ROOT / "flask_status.py").read_text().splitlines()[0]

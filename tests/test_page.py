@@ -22,6 +22,7 @@ from servers import require
 from servers import served
 
 from flask_status import FlaskStatus
+from flask_status import Health
 
 # What Chromium and Firefox send for a page.
 BROWSER = (
@@ -30,6 +31,7 @@ BROWSER = (
 )
 HOSTILE = "<script>document.title='pwned'</script>"
 TIME = r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d\.\d{3}Z"  # as the page and health+json say
+AGE = r" \(\d+ (s|min|h|d) ago\)"  # after the time in a Since cell
 
 
 class Page(HTMLParser):
@@ -72,9 +74,13 @@ def page(client: FlaskClient, path: str, code: int) -> Page:
 
 
 def timeless(rows: list[list[str]]) -> list[list[str]]:
-    """Rows with durations as ``D`` and times as ``T``."""
+    """Rows with durations as ``D`` and times as ``T``, a Since cell's age
+    with its time."""
     return [
-        [re.sub(r"^\d+\.\d{3} ms$", "D", re.sub(f"^{TIME}$", "T", c)) for c in row]
+        [
+            re.sub(r"^\d+\.\d{3} ms$", "D", re.sub(f"^{TIME}({AGE})?$", "T", c))
+            for c in row
+        ]
         for row in rows
     ]
 
@@ -162,6 +168,7 @@ EXPECTED = """\
 <body>
 <h1>/readyz</h1>
 <p>Status: <strong class="FAIL">FAIL</strong></p>
+<p class="summary">3 checks: 1 OK, 1 WARN, 1 FAIL</p>
 <div class="scroll"><table>
 <thead><tr><th scope="col">Field</th><th scope="col">State</th>\
 <th scope="col">Value</th><th scope="col">Duration</th><th scope="col">Since</th>\
@@ -175,20 +182,21 @@ EXPECTED = """\
 <td data-label="Since"></td><td data-label="Reason"></td></tr>
 <tr><th scope="row">db</th><td data-label="State"><span class="OK">OK</span></td>\
 <td data-label="Value"><code>3</code></td><td data-label="Duration">D</td>\
-<td data-label="Since"><time datetime="T">T</time></td>\
+<td data-label="Since"><time datetime="T">T</time> (0 s ago)</td>\
 <td data-label="Reason"></td></tr>
 <tr><th scope="row">cache</th>\
 <td data-label="State"><span class="WARN">WARN</span></td>\
 <td data-label="Value"><code>false</code></td><td data-label="Duration">D</td>\
-<td data-label="Since"><time datetime="T">T</time></td>\
+<td data-label="Since"><time datetime="T">T</time> (0 s ago)</td>\
 <td data-label="Reason">returned False</td></tr>
 <tr><th scope="row">queue</th>\
 <td data-label="State"><span class="FAIL">FAIL</span></td>\
 <td data-label="Value"><code>false</code></td><td data-label="Duration">D</td>\
-<td data-label="Since"><time datetime="T">T</time></td>\
+<td data-label="Since"><time datetime="T">T</time> (0 s ago)</td>\
 <td data-label="Reason">returned False</td></tr>
 </tbody>
 </table></div>
+<p>Made at <time datetime="T">T</time>.</p>
 </body>
 </html>
 """
@@ -208,7 +216,9 @@ def test_durations_and_times_are_health_jsons(app: Flask, client: FlaskClient) -
     rows = {row[0]: row for row in page(client, "/readyz", 503).rows[1:]}
     for key, [entry] in health.get_json()["checks"].items():
         assert rows[key][3] == f"{entry['duration'] * 1000:.3f} ms"
-        assert rows[key][4] == entry["time"].replace("T", " ")
+        assert re.fullmatch(
+            re.escape(entry["time"].replace("T", " ")) + AGE, rows[key][4]
+        )
 
 
 def test_reasons_only_with_show_errors(app: Flask, client: FlaskClient) -> None:
@@ -455,3 +465,23 @@ def unfilter(kind: int, raw: bytes, above: bytearray, size: int) -> bytearray:
             guess = (left, above[i], corner)[near[1]]
         line[i] = (line[i] + guess) & 0xFF
     return line
+
+
+def test_chromium_shows_units_ages_and_a_summary(app: Flask, tmp_path: Path) -> None:
+    status = FlaskStatus(app, url="/readyz", show_errors=True)
+    status.add_field("disk", lambda: Health.ok(84_134_076_416, unit="bytes"))
+    status.add_field("db", lambda: Health.warn("slow", value=0.0032, unit="s"))
+    status.add_field("queue", lambda: Health.ok(12, unit="messages"))
+    with served(app) as port:
+        url = f"http://127.0.0.1:{port}/readyz?format=html"
+        text = chromium(tmp_path, "--dump-dom", url)
+    shown = Page(text)
+    assert (shown.title, shown.status) == ("WARN - /readyz", "WARN")
+    assert [row[:3] for row in shown.rows[1:]] == [
+        ["disk", "OK", "84.1 GB"],
+        ["db", "WARN", "3.2 ms"],
+        ["queue", "OK", "12 messages"],
+    ]
+    assert all(re.fullmatch(f"{TIME}{AGE}", row[4]) for row in shown.rows[1:])
+    assert '<p class="summary">3 checks: 2 OK, 1 WARN</p>' in text
+    assert re.search(f'<p>Made at <time datetime="{TIME}">{TIME}</time>.</p>', text)

@@ -60,6 +60,7 @@ def test_each_quoted_error_is_the_one_raised() -> None:
         refused(lambda: FlaskStatus().add_field("tags", {"a"})),
         refused(lambda: FlaskStatus().add_field("", True)),
         refused(lambda: FlaskStatus().add_field("status", True)),
+        refused(lambda: FlaskStatus(status_codes={"FAIL": 200})),
         refused(timeout_from_the_environment),
     ]
     assert error_blocks() == raised

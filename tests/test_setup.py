@@ -300,6 +300,53 @@ CONFIG_ERRORS: list[tuple[str, Any, type[Exception], str]] = [
         "'/no-such-folder/status.db' is in a directory that does not exist;"
         " create '/no-such-folder' first, or choose a path in one that does.",
     ),
+    (
+        "STATUS_CODES",
+        "503",
+        TypeError,
+        'must be a dict of statuses to HTTP codes, such as {"WARN": 429}, not'
+        f" '503'. {FROM_ENV}",
+    ),
+    (
+        "STATUS_CODES",
+        {"DOWN": 503},
+        ValueError,
+        "has the key 'DOWN', which is no status; give codes for 'OK', 'WARN' or"
+        " 'FAIL'.",
+    ),
+    (
+        "STATUS_CODES",
+        {"WARN": "429"},
+        TypeError,
+        "gives WARN the code '429'; give an int, such as 200.",
+    ),
+    (
+        "STATUS_CODES",
+        {"OK": 204, "FAIL": 200},
+        ValueError,
+        "gives FAIL the code 200; it must be an error (4xx or 5xx): with a"
+        " success or a redirect a load balancer would keep sending traffic.",
+    ),
+    (
+        "STATUS_CODES",
+        {"FAIL": 302},
+        ValueError,
+        "gives FAIL the code 302; it must be an error (4xx or 5xx): with a"
+        " success or a redirect a load balancer would keep sending traffic.",
+    ),
+    (
+        "STATUS_CODES",
+        {"OK": 301},
+        ValueError,
+        "gives OK the code 301; it must be a success (2xx), or probes would take"
+        " the app as down.",
+    ),
+    (
+        "STATUS_CODES",
+        {"WARN": 600},
+        ValueError,
+        "gives WARN the code 600; it must be from 200 to 599.",
+    ),
 ]
 
 
@@ -315,9 +362,9 @@ def test_config_errors_say_where_to_look(
 
 def test_every_setting_has_a_config_error_case() -> None:
     settings = set(inspect.signature(FlaskStatus).parameters) - {"app", "authenticator"}
-    keys = {f"STATUS_{name.upper()}" for name in settings}
+    keys = {s.key for s in flask_status._SETTINGS if s.name in settings}
     assert keys == {key for key, *_ in CONFIG_ERRORS}
-    assert len(keys) == 14
+    assert len(keys) == 15  # status_codes's key is STATUS_CODES
 
 
 @pytest.mark.parametrize(
