@@ -799,6 +799,7 @@ class FlaskStatus:
 
         :param meter: an ``opentelemetry.metrics.Meter``, such as
             ``metrics.get_meter("my-app")``.
+        :raises TypeError: if ``meter`` is no Meter.
 
         .. code-block:: python
 
@@ -809,6 +810,11 @@ class FlaskStatus:
             provider = MeterProvider(metric_readers=[reader])
             status.instrument(provider.get_meter("flask-status"))
         """
+        if not callable(getattr(meter, "create_observable_gauge", None)):
+            raise TypeError(
+                f"{meter!r} is no OpenTelemetry Meter; pass one, such as"
+                " metrics.get_meter('my-app') or provider.get_meter('my-app')."
+            )
         from opentelemetry.metrics import Observation  # type: ignore[import-not-found,unused-ignore]
 
         registry = self._registry
@@ -1275,9 +1281,16 @@ def _store_path(value: object, what: str) -> str:
             f"{what} must be the path of a SQLite file, as a str or a"
             f" pathlib.Path, not {value!r}."
         )
-    path = os.path.abspath(os.fspath(value))
-    if not os.path.basename(path) or path.startswith("file:"):
-        raise ValueError(f"{what} {path!r} must name a file, not a directory.")
+    given = os.fspath(value)
+    if not given.strip() or given == ":memory:" or given.startswith("file:"):
+        raise ValueError(
+            f"{what} {given!r} is no file path; give the path of a file on"
+            " this host's local disk, such as '/run/myapp/status.sqlite3', or"
+            " leave it unset (None) to keep state per process."
+        )
+    path = os.path.abspath(given)
+    if given.endswith(os.sep) or os.path.isdir(path):
+        raise ValueError(f"{what} {given!r} must name a file, not a directory.")
     _refuse_unsafe_store(path, what)
     _create(path)
     return path
@@ -1915,13 +1928,14 @@ class _Run:
         self.latches: list[_Latch] = []  # of the requests waiting for it
         self.expires = 0.0  # monotonic time from which a new run is due, once done
         # With a shared store: the claim this process holds on the check
-        # while it runs it; or, following another process's run, that it
-        # counts nothing itself (that process counts, logs and tells).
+        # while it runs it; or, following another process's run or taking
+        # its outcome, that it counts nothing itself (that process counts,
+        # logs and tells).
         self.token: str | None = None
         self.follows = False
         # What the store said of a run that is not to call its check here:
         # follow another process's run, or adopt its outcome (see _Claim).
-        self.claim: tuple[_Claim, _Shared] | None = None
+        self.claim: tuple[str, _Shared] | None = None
 
     def move(self, state: _State) -> None:
         if state not in self.state.moves:
@@ -2147,6 +2161,7 @@ _ONCE = _Policy(
 )
 
 
+_PASSED_AGAIN = ("OK", "OK", None)  # a run's old status, its new one and reason
 _SPREAD_AFTER = 0.001  # seconds a request waits before queued checks get workers
 _UNKNOWN_NAMES = 64  # excluded names not served, warned about once each
 
@@ -2479,53 +2494,57 @@ class _Monitor:
     def _settle(
         self,
         run: _Run,
-        result: _Result,
+        result: _Result | None,
         error: BaseException | None,
         state: _State,
         then: _Then,
+        given: _Outcome | None = None,
     ) -> None:
-        """Move ``run`` to ``state`` with the outcome of ``result``; decide
-        what to log, whom to tell and what to write to the store."""
+        """Move ``run`` to ``state`` with the outcome of ``result``, or the
+        one ``given`` by another process; decide what to log, whom to tell
+        and what to write to the store; and count down the latches of the
+        requests waiting, or leave that until the line is logged."""
         check = run.check
-        streak = self.streaks[check.key]
-        if run.follows:  # another process's run: it counts, logs and tells
-            self._place(run, self._followed(run, result), state, then)
-            return
-        outcome, old = streak.count(check, result)
-        # A run that passed, as its check did before, changes no status and
-        # logs nothing: the commonest run skips deciding either.
-        if old != "OK" or outcome.status != "OK" or outcome.reason is not None:
-            self._tell_and_log(run, outcome, old, error, then, result[2])
-        if self.shares_runs:
-            then.record = self._record(run, outcome, old, state is _DONE)
-        self._place(run, outcome, state, then)
-
-    def _followed(self, run: _Run, result: _Result) -> _Outcome:
-        """What a run that followed another process's shows at its deadline,
-        its owner having recorded nothing by then (the owner records a
-        timeout at its own deadline, which came first): so the owner could
-        not write, and the host's last outcome stands. With none, the
-        timeout, counted by nobody."""
-        last = run.claim[1].outcome if run.claim is not None else None
-        if last is not None:
-            return last
-        return self.streaks[run.check.key].shown(run.check, result)
-
-    def _place(self, run: _Run, outcome: _Outcome, state: _State, then: _Then) -> None:
-        """Move ``run`` to ``state`` with ``outcome``, and count down the
-        latches of the requests waiting, or leave that until the line is
-        logged."""
+        if run.follows:  # another process counts, logs and tells it all
+            outcome = self._counted_elsewhere(run, result, given)
+        else:
+            outcome, old = self.streaks[check.key].count(check, result)  # type: ignore[arg-type]
+            # A run that passed, as its check did before, changes no status
+            # and logs nothing: the commonest run skips deciding either.
+            if (old, outcome.status, outcome.reason) != _PASSED_AGAIN:
+                self._tell_and_log(run, outcome, old, error, then, result[2])  # type: ignore[index]
+            if self.shares_runs:
+                then.record = self._record(run, outcome, old, state is _DONE)
         if run.state is _RUNNING:  # its worker is free, for a queued run
             self.running -= 1
             if self.backlog:
                 then.tasks = self._admit_queued()
-        run.move(state)
+        # run.move(state), its check made here: a call per run spared.
+        if state not in run.state.moves:
+            run.move(state)  # raises, saying which move
+        run.state = state
         run.outcome = outcome
         latches, run.latches = run.latches, []
         if then.line is not None and not then.log_later:
             then.after_line = latches  # the responses come after the line
         elif latches:
             then.opened = _counted_down(latches)
+
+    def _counted_elsewhere(
+        self, run: _Run, result: _Result | None, given: _Outcome | None
+    ) -> _Outcome:
+        """The outcome of a run another process counts: the one it ``given``
+        (adopted); or, for a run that followed another process's and
+        reached its deadline with nothing recorded (the owner records a
+        timeout at its own deadline, which came first, so it could not
+        write), the host's last outcome, else the timeout, counted by
+        nobody."""
+        if given is not None:
+            return given
+        last = run.claim[1].outcome if run.claim is not None else None
+        if last is not None:
+            return last
+        return self.streaks[run.check.key].shown(run.check, cast(_Result, result))
 
     def _tell_and_log(
         self,
@@ -2769,7 +2788,8 @@ class _Monitor:
             if run.state is _DONE or row.outcome is None:
                 return then
             self._sync(run.check.key, row)
-            self._place(run, row.outcome, _DONE, then)
+            run.follows = True
+            self._settle(run, None, None, _DONE, then, row.outcome)
             made = time.monotonic() - max(0.0, time.time() - row.outcome.at)
             self._ended(run, made, False, then)
         return then
@@ -2787,8 +2807,7 @@ class _Monitor:
         if ends:
             run.token = None
         changed = old if old != outcome.status else None
-        fields = (check.ident, token, outcome, passes, ends, changed, urls)
-        return tuple.__new__(_Record, fields)  # in C: one is made per run
+        return _Record(check.ident, token, outcome, passes, ends, changed, urls)
 
     # The hold: an operator's, set here or by another process.
 
@@ -3448,7 +3467,7 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
 # is said once at WARNING; until a retry works, each process goes on alone
 # from the last shared results it read.
 
-_SCHEMA = 1  # the store's layout; another version of the file is not read
+_SCHEMA = 2  # the store's layout; a file of another is made anew (see _prepare)
 _STORE_WAIT = 0.1  # seconds a write may wait for another process's lock
 _STORE_RETRY = 2.0  # seconds between attempts to use a store that failed
 _STORE_SETUP = 1.0  # seconds a process opening a new store waits for the first
@@ -3482,6 +3501,10 @@ CREATE TABLE IF NOT EXISTS history (
 );
 CREATE INDEX IF NOT EXISTS history_by_check ON history (id, at);
 """
+_DROP = "".join(
+    f"DROP TABLE IF EXISTS {name};"
+    for name in ("meta", "checks", "urls", "holds", "history")
+)
 _ROW = (
     "owner, token, started, deadline, seq,"
     " ok, value, reason, at, duration, status, since, failures, passes,"
@@ -3493,16 +3516,29 @@ class _Malformed(Exception):
     """A row of the store is not what this module writes."""
 
 
-class _Shared(NamedTuple):
+class _Shared:
     """A check's row in the store, validated: its claim, if a process runs
-    it, and its latest outcome with the host's streak, if it ever ran."""
+    it, and its latest outcome with the host's streak, if it ever ran. (The
+    store's records are plain classes, not NamedTuples, which cost every
+    process that imports this module about 0.15 ms each to define.)"""
 
-    owner: int | None  # the pid of the process running it
-    token: str | None  # that run's claim
-    deadline: float  # of that run, in seconds since the epoch
-    seq: int  # outcomes recorded so far
-    outcome: _Outcome | None
-    passes: int
+    __slots__ = ("deadline", "outcome", "owner", "passes", "seq", "token")
+
+    def __init__(
+        self,
+        owner: int | None,
+        token: str | None,
+        deadline: float,
+        seq: int,
+        outcome: _Outcome | None,
+        passes: int,
+    ) -> None:
+        self.owner = owner  # the pid of the process running it
+        self.token = token  # that run's claim
+        self.deadline = deadline  # of that run, in seconds since the epoch
+        self.seq = seq  # outcomes recorded so far
+        self.outcome = outcome
+        self.passes = passes
 
     @classmethod
     def read(cls, row: Sequence[Any]) -> _Shared:
@@ -3554,13 +3590,28 @@ def _of(value: object, kinds: tuple[type, ...]) -> None:
         raise _Malformed(f"{value!r} where the store keeps {kinds[0].__name__}")
 
 
-class _Hold(NamedTuple):
+class _Hold:
     """An operator's hold on a URL: it answers FAIL until released or
     ``until`` (seconds since the epoch; None: until released)."""
 
-    reason: str
-    until: float | None
-    at: float  # when it was set
+    __slots__ = ("at", "reason", "until")
+
+    def __init__(self, reason: str, until: float | None, at: float) -> None:
+        self.reason = reason
+        self.until = until
+        self.at = at  # when it was set: a hold's identity in the store
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Hold) and (self.reason, self.until, self.at) == (
+            other.reason,
+            other.until,
+            other.at,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<hold {self.said()!r}>"
 
     def active(self, now: float) -> bool:
         return self.until is None or now < self.until
@@ -3571,8 +3622,10 @@ class _Hold(NamedTuple):
         return f"held {until}: {self.reason}"
 
 
-class _Claim(enum.Enum):
-    """What a run due here is to do, as its check's row in the store says."""
+class _Claim:
+    """What a run due here is to do, as its check's row in the store says:
+    one of these strings, compared by identity. (Not an Enum, which costs
+    every process that imports this module its class's creation.)"""
 
     RUN = "run"  # call the check: this process holds the claim
     ADOPT = "adopt"  # take the outcome another process recorded
@@ -3704,7 +3757,11 @@ class _Store:
                 self._connection.close()
         self._connection = None
         if self.failure is None:
-            self.failure = _describe(error)
+            self.failure = (  # a row of the wrong shape says what it found
+                f"malformed: {error}"
+                if isinstance(error, _Malformed)
+                else _describe(error)
+            )
             message = (
                 "The shared store %s failed (%s); each process keeps its own"
                 " state until it works again, tried every %s s."
@@ -3775,7 +3832,7 @@ class _Store:
 
     def claim(
         self, app: Flask, wanted: Sequence[tuple[str, float, float]], wait: float
-    ) -> list[tuple[_Claim, _Shared | None, str | None]] | None:
+    ) -> list[tuple[str, _Shared | None, str | None]] | None:
         """Decide, in one write transaction, what each run due here does
         (see _Claim), for ``wanted``: each check's id, timeout and the
         seconds its outcome stays fresh. Each decision comes with the row
@@ -3966,20 +4023,15 @@ class _Store:
         return bool(self._use(app, mark))
 
 
-_HEADER = b"SQLite format 3\0"  # the first bytes of every SQLite database
-
-
 def _look_at(path: str, opened: tuple[int, int] | None) -> None:
     """Raise if the file at ``path`` is not the database ``opened`` (its
-    device and inode) any more: deleted, replaced, or written over. A
-    connection in WAL mode may go on for long from its own cache and log
-    without reading the file, so it is looked at here."""
-    with open(path, "rb") as file:  # deleted: FileNotFoundError
-        info = os.fstat(file.fileno())
-        if (info.st_dev, info.st_ino) != opened:
-            raise OSError(f"{path} was replaced by another file")
-        if file.read(len(_HEADER)) != _HEADER:
-            raise _Malformed(f"{path} is no SQLite database any more")
+    device and inode) any more: deleted or replaced. Looked at with stat(),
+    never opened: closing any descriptor of a file drops every POSIX lock
+    the process holds on it, SQLite's included, and another process would
+    then take this one's WAL for unused and delete it."""
+    info = os.stat(path)  # deleted: FileNotFoundError
+    if (info.st_dev, info.st_ino) != opened:
+        raise OSError(f"{path} was replaced by another file")
 
 
 def _prepare(connection: sqlite3.Connection) -> None:
@@ -4000,11 +4052,13 @@ def _prepare(connection: sqlite3.Connection) -> None:
     (schema,) = connection.execute(
         "SELECT value FROM meta WHERE name = 'schema'"
     ).fetchone()
-    if schema != _SCHEMA:
-        raise _Malformed(f"the store's layout is version {schema!r}")
+    if schema != _SCHEMA:  # another version's: what it holds is made anew
+        connection.execute(f"PRAGMA busy_timeout = {int(_STORE_SETUP * 1000)}")
+        connection.executescript(f"BEGIN IMMEDIATE;{_DROP}{_TABLES}COMMIT;")
+        connection.execute(f"PRAGMA busy_timeout = {int(_STORE_WAIT * 1000)}")
 
 
-def _choose(shared: _Shared | None, timeout: float, fresh: float, now: float) -> _Claim:
+def _choose(shared: _Shared | None, timeout: float, fresh: float, now: float) -> str:
     """What a run due here does, as the row ``shared`` of its check says:
     follow a live process's run until one more timeout after its deadline
     (or adopt the timed-out outcome it recorded meanwhile); adopt an
@@ -4207,25 +4261,40 @@ def _add_history(connection: sqlite3.Connection, entry: _Record) -> None:
     )
 
 
-class _Change(NamedTuple):
+class _Change:
     """One change of a check's status, as the page's history shows it."""
 
-    at: float
-    old: str | None
-    new: str
-    reason: str | None
+    __slots__ = ("at", "new", "old", "reason")
+
+    def __init__(self, at: float, old: str | None, new: str, reason: str | None):
+        self.at = at
+        self.old = old
+        self.new = new
+        self.reason = reason
 
 
-class _Record(NamedTuple):
-    """What a run this process claimed came to, for the store."""
+class _Record:
+    """What a run of this process came to, for the store."""
 
-    check_id: str
-    token: str | None  # the run's claim; None: of a process alone (see _Store.alone)
-    outcome: _Outcome
-    passes: int
-    ends: bool  # the run is over: its claim ends
-    old: str | None  # the status it changed from, if it changed one (else None)
-    urls: list[tuple[str, str]]  # URL statuses it changed, by URL id
+    __slots__ = ("check_id", "ends", "old", "outcome", "passes", "token", "urls")
+
+    def __init__(
+        self,
+        check_id: str,
+        token: str | None,  # the run's claim; None: a process alone's (_Store.alone)
+        outcome: _Outcome,
+        passes: int,
+        ends: bool,  # the run is over: its claim ends
+        old: str | None,  # the status it changed from, if it changed one
+        urls: list[tuple[str, str]],  # URL statuses it changed, by URL id
+    ) -> None:
+        self.check_id = check_id
+        self.token = token
+        self.outcome = outcome
+        self.passes = passes
+        self.ends = ends
+        self.old = old
+        self.urls = urls
 
 
 def _refuse_unsafe_store(path: str, what: str) -> None:
@@ -4342,30 +4411,21 @@ def _write_json(report: _Report, parts: _Parts, details: bool) -> str:
     why an operator holds the URL, details or not."""
     said = parts.message.get("status") if report.status == "OK" else None
     status = said or f'"{report.status}"'
-    held = report.held
     if not details:
-        if held is None:
-            return f'{{"status":{status}}}'
-        payload = {"status": status}
+        text = f'{{"status":{status}}}'
     else:
-        payload = _json_details(report, parts, status)
-    if held is not None:
-        payload["status"] = status
-        payload["held"] = _held_json(held, parts)
-    return _object(parts.names, payload)
-
-
-def _json_details(report: _Report, parts: _Parts, status: str) -> dict[str, str]:
-    """The message and the fields, as JSON texts by key, and the errors."""
-    payload = dict(parts.message)
-    for field, outcome in report.entries:
-        payload[field.key] = outcome.value if outcome else parts.static[field.key]
-    if "status" in payload:
-        payload["status"] = status
-    errors = _errors(report) if report.show_errors else None
-    if errors:
-        payload["errors"] = parts.encode(errors)
-    return payload
+        payload = dict(parts.message)
+        for field, outcome in report.entries:
+            payload[field.key] = outcome.value if outcome else parts.static[field.key]
+        if "status" in payload:
+            payload["status"] = status
+        errors = _errors(report) if report.show_errors else None
+        if errors:
+            payload["errors"] = parts.encode(errors)
+        text = _object(parts.names, payload)
+    if report.held is None:
+        return text
+    return f'{text[:-1]},"held":{_held_json(report.held, parts)}}}'
 
 
 def _hold_reason(reason: object) -> str:
@@ -4962,7 +5022,7 @@ def _hold_command(reason: str, seconds: float | None, url: str | None) -> None:
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--reason") from None
     try:
-        until = None if seconds is None else now + _duration(seconds, "--for")
+        until = None if seconds is None else now + _duration(seconds, "The hold of")
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--for") from None
     hold = _Hold(reason, until, now)
@@ -4979,6 +5039,10 @@ def _hold_command(reason: str, seconds: float | None, url: str | None) -> None:
 def _release_command(url: str | None) -> None:
     """End the hold on a status URL in every worker of this host."""
     app, monitor, url = _held_target(url)
+    held = cast(_Store, monitor.store).holds(app, [monitor.url_id(url, "hold")])
+    if held is not None and not any(h.active(time.time()) for h in held.values()):
+        click.echo(f"{url} is not held.")
+        return
     _write_hold(app, monitor, url, None)
     click.echo(f"{url} is held no more.")
 

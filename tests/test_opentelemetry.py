@@ -33,6 +33,8 @@ def collected(reader: Any) -> dict[str, tuple[str, list[tuple[dict[str, Any], An
     for resource in data.resource_metrics if data else []:
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
+                if not metric.name.startswith("flask_status."):
+                    continue  # the SDK's own, such as its collection's duration
                 points = [
                     (dict(p.attributes), p.value) for p in metric.data.data_points
                 ]
@@ -96,3 +98,13 @@ def test_importing_flask_status_imports_no_opentelemetry() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout == "[]\n"
+
+
+def test_something_else_than_a_meter_is_refused(app: Flask) -> None:
+    status = FlaskStatus(app)
+    with pytest.raises(TypeError) as error:
+        status.instrument(42)
+    assert str(error.value) == (
+        "42 is no OpenTelemetry Meter; pass one, such as"
+        " metrics.get_meter('my-app') or provider.get_meter('my-app')."
+    )

@@ -982,3 +982,24 @@ def test_the_store_is_created_for_its_owner_alone(
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
     assert modes[STORE] == 0o600
     assert set(modes.values()) == {0o600}  # -wal and -shm too
+
+
+@pytest.mark.parametrize("value", ["", " ", ":memory:", "file:status.sqlite3?mode=rw"])
+def test_what_is_no_file_path_is_refused(app: Flask, value: str) -> None:
+    app.config["STATUS_SHARE"] = value
+    with pytest.raises(ValueError) as refused:
+        FlaskStatus(app)
+    assert str(refused.value) == (
+        f"The config key STATUS_SHARE {value!r} is no file path; give the path"
+        " of a file on this host's local disk, such as"
+        " '/run/myapp/status.sqlite3', or leave it unset (None) to keep state"
+        " per process."
+    )
+
+
+def test_a_directory_is_refused(app: Flask, tmp_path: Path) -> None:
+    with pytest.raises(ValueError) as refused:
+        FlaskStatus(app, share=tmp_path)
+    assert str(refused.value) == (
+        f"The share option {str(tmp_path)!r} must name a file, not a directory."
+    )
