@@ -644,6 +644,37 @@ def test_a_hold_from_the_command_line_reaches_every_worker(
     assert len(warnings) == 1, warnings
 
 
+def test_holds_and_releases_from_the_command_line_reach_every_worker_again(
+    start: Start, tmp_path: Path
+) -> None:
+    """Hold, release, hold, release: each reaches every worker. (A worker
+    that opened and closed the store's file itself, to look at it, dropped
+    SQLite's locks on it, so the command line took its connection for the
+    last, deleted the WAL on exit, and no later hold or release reached the
+    workers.)"""
+    write_app(tmp_path, "held", HELD)
+    master, port = serve_module(start, tmp_path, "held", *SYNC)
+    workers = workers_of(master, 4)
+    passing = (200, {"status": "OK", "ok": True})
+    assert distinct(probe_every_worker(port, workers)) == [passing]
+    for _ in range(2):
+        time.sleep(1.2)  # each worker has looked at the store's file again
+        probe_every_worker(port, workers)
+        hold = flask_command(tmp_path, "held", "status", "hold", "--reason", REASON)
+        assert hold.returncode == 0, hold.stderr
+        time.sleep(0.2)
+        held = (
+            503,
+            {"status": "FAIL", "ok": True, "held": {"reason": REASON, "until": None}},
+        )
+        assert distinct(probe_every_worker(port, workers)) == [held]
+        time.sleep(1.2)
+        release = flask_command(tmp_path, "held", "status", "release")
+        assert release.returncode == 0, release.stderr
+        time.sleep(0.2)
+        assert distinct(probe_every_worker(port, workers)) == [passing]
+
+
 def distinct(answers: list[Answer]) -> list[tuple[int, Any]]:
     """The distinct answers, each its code and its JSON, in the order
     first seen."""
