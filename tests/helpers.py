@@ -3,9 +3,13 @@ threads and read the log: plain functions and classes, no fixtures."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from typing import Callable
 
@@ -206,3 +210,16 @@ class AtMost:
 
     def __repr__(self) -> str:
         return f"AtMost({self.limit!r})"
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the SQLite file at ``path``, as a writer
+    committing does, for the block; then roll back."""
+    holder = sqlite3.connect(path, isolation_level=None, timeout=5)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        yield
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()

@@ -27,6 +27,7 @@ from typing import Callable
 import pytest
 from flask import Flask
 from helpers import StartsWith
+from helpers import exclusive_lock
 from helpers import get
 from helpers import wait_for
 from servers import HEALTH_CHECK_BROKER
@@ -287,19 +288,6 @@ def test_sql_check_passes_on_an_answer_cut_just_after_but_keeps_no_connection(
     assert sql_check(connect, query, timeout=0.1)() is True  # DB-API: closed
     with pytest.raises(sqlite3.ProgrammingError):
         made[2].execute("SELECT 1")
-
-
-@contextlib.contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the SQLite file, as a writer committing
-    does."""
-    holder = sqlite3.connect(path, isolation_level=None)
-    try:
-        holder.execute("BEGIN EXCLUSIVE")
-        yield
-        holder.execute("ROLLBACK")
-    finally:
-        holder.close()
 
 
 def test_sql_check_notices_a_locked_sqlite_file_by_reading_it(

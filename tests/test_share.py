@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import stat
 import subprocess
 import textwrap
@@ -35,6 +34,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from helpers import AtMost
 from helpers import Switch
+from helpers import exclusive_lock
 from helpers import get
 from helpers import wait_for
 from servers import LOG_FORMAT
@@ -423,17 +423,10 @@ def garbage(store: Path) -> Iterator[None]:
             path.unlink()
 
 
-@contextlib.contextmanager
-def locked(store: Path) -> Iterator[None]:
+def locked(store: Path) -> contextlib.AbstractContextManager[None]:
     """Another process holds the store's write lock (BEGIN EXCLUSIVE),
     longer than the timeout; the fault ends with its ROLLBACK."""
-    holder = sqlite3.connect(store, isolation_level=None, timeout=5)
-    try:
-        holder.execute("BEGIN EXCLUSIVE")
-        yield
-        holder.execute("ROLLBACK")
-    finally:
-        holder.close()
+    return exclusive_lock(store)
 
 
 FAULTS: dict[str, Callable[[Path], contextlib.AbstractContextManager[None]]] = {
