@@ -2454,7 +2454,11 @@ class _Monitor:
                 if outcome.reason is not None:  # (a follower's may be a pass)
                     reason = outcome.reason.removesuffix(_STILL_RUNNING)
                     run.outcome = outcome._replace(reason=reason)
-            self._ended(run, now, late, then)
+            check = run.check
+            if check.every or self.policy.reuses_forever:
+                self._ended(run, now, late, then)
+            else:  # _ended's commonest case, made here: a call per run spared
+                run.expires = now if late else now + check.cache
         return then
 
     def expire(self, run: _Run) -> _Then | None:
