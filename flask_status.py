@@ -2675,14 +2675,22 @@ class _Monitor:
                 for url, url_id in zip(urls, ids):
                     if url_id in statuses:
                         self.overall[url] = statuses[url_id]
-                self._adopt_rows(shared)
+                scheduled = self._adopt_rows(shared)
+            # A check scheduled elsewhere is scheduled here too, from the
+            # outcome taken: a process that joins (a new worker, after a
+            # SIGHUP) claims it when due, rather than only once the outcome
+            # expires. Its claim finds that another ran it, or runs it.
+            for run, due in scheduled:
+                _scheduler.after(self, app, run, due)
         for url, hold_id in zip(urls, holds):
             self._hold_news(app, url, held.get(hold_id))
 
-    def _adopt_rows(self, shared: dict[str, _Shared]) -> None:
+    def _adopt_rows(self, shared: dict[str, _Shared]) -> list[tuple[_Run, float]]:
         """Under the lock: each check's outcome that another process
-        recorded, unless a run of it is under way here."""
+        recorded, unless a run of it is under way here. Returns the runs
+        made so of scheduled checks, with when the next is due."""
         now, wall = time.monotonic(), time.time()
+        scheduled = []
         for key, check in self.checks().items():
             row = shared.get(check.ident)
             if row is None or row.outcome is None or row.seq <= self.seen.get(key, 0):
@@ -2694,14 +2702,24 @@ class _Monitor:
             outcome = row.outcome
             made = now - max(0.0, wall - outcome.at)  # in monotonic time
             if run is None:
-                run = self.runs[key] = _Run(self, check, made)
-                run.state = _DONE  # made done: it never ran here
-                run.expires = made + (
-                    check.every + check.timeout + 1.0 if check.every else check.cache
-                )
+                run = self.runs[key] = self._taken(check, made)
+                if check.every:
+                    scheduled.append((run, made + check.every))
             elif not check.every:  # a scheduled one keeps its schedule here
                 run.expires = made + check.cache
             run.outcome = outcome
+        return scheduled
+
+    def _taken(self, check: _Check, made: float) -> _Run:
+        """A run of ``check`` made done, for an outcome another process
+        made at ``made`` (monotonic time): it never ran here."""
+        run = _Run(self, check, made)
+        run.state = _DONE
+        if check.every:  # as _ended sets it: until then the schedule runs
+            run.expires = made + check.every + check.timeout + 1.0
+        else:
+            run.expires = made + check.cache
+        return run
 
     def _sync(self, key: str, row: _Shared) -> None:
         """Under the lock: check ``key``'s streak as the host counted it."""

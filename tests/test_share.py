@@ -668,6 +668,43 @@ def test_holds_and_releases_from_the_command_line_reach_every_worker_again(
         assert distinct(probe_every_worker(port, workers)) == [passing]
 
 
+TICKING = """
+status = FlaskStatus(app, url="/readyz", share=STORE, timeout=0.5)
+status.add_field("at", time.time, every=1)
+"""
+
+
+def test_after_a_sighup_the_new_workers_keep_the_schedule(
+    start: Start, tmp_path: Path
+) -> None:
+    """The new workers take the host's scheduled result and schedule the
+    check themselves: no answer is much older than the interval, where
+    before they waited for the taken result to expire (every + timeout +
+    1 s), with nobody running the check meanwhile."""
+    write_app(tmp_path, "ticking", TICKING)
+    master, port = serve_module(start, tmp_path, "ticking", *SYNC)
+    workers = workers_of(master, 4)
+    probe_every_worker(port, workers)
+    time.sleep(1.5)
+    os.kill(master.pid, signal.SIGHUP)
+    wait_for(
+        lambda: (
+            len(set(children(master.pid)) - workers) == 4
+            and not set(children(master.pid)) & workers
+        ),
+        "four new workers",
+        30,
+    )
+    restarted = set(children(master.pid))
+    ages = []
+    ends = time.monotonic() + 4
+    while time.monotonic() < ends:
+        for answer in probe_every_worker(port, restarted):
+            ages.append(time.time() - answer.json()["at"])
+        time.sleep(0.1)
+    assert max(ages) < 1 + 0.5 + 0.5, sorted(ages)[-5:]  # every, timeout, slack
+
+
 def distinct(answers: list[Answer]) -> list[tuple[int, Any]]:
     """The distinct answers, each its code and its JSON, in the order
     first seen."""
