@@ -380,7 +380,7 @@ def deleted(store: Path) -> Iterator[None]:
     """``rm status.sqlite3*``. The fault ends at once: the processes'
     retries create the store anew."""
     for path in store_files(store):
-        path.unlink()
+        path.unlink(missing_ok=True)  # SQLite may remove -wal and -shm itself
     yield
 
 
@@ -395,11 +395,19 @@ def read_only(store: Path) -> Iterator[None]:
     file's mapping is SIGBUS on ext4, which kills any process using SQLite,
     a fault no read-only store makes. The fault ends with ``chattr -i``."""
     files = [path for path in store_files(store) if not path.name.endswith("-shm")]
-    subprocess.run(["chattr", "+i", *map(str, files)], check=True)
+    chattr("+i", files)
     try:
         yield
     finally:
-        subprocess.run(["chattr", "-i", *map(str, files)], check=True)
+        chattr("-i", files)
+
+
+def chattr(flags: str, files: list[Path]) -> None:
+    """``chattr flags`` on each of ``files`` still there: SQLite may remove
+    a -wal file itself, as its last connection closes."""
+    for path in files:
+        done = subprocess.run(["chattr", flags, str(path)], check=False)
+        assert done.returncode == 0 or not path.exists(), f"chattr {flags} {path}"
 
 
 GARBAGE = b"not a database, "
@@ -414,13 +422,15 @@ def garbage(store: Path) -> Iterator[None]:
     operator ends it, by removing the files; unless the processes replaced
     the store themselves meanwhile."""
     for path in store_files(store):
-        size = max(path.stat().st_size, 4096)
-        with path.open("r+b") as file:
+        # A worker whose connection was the last may remove -wal and -shm
+        # at any moment, as SQLite does: a file gone meanwhile is no fault.
+        with contextlib.suppress(FileNotFoundError), path.open("r+b") as file:
+            size = max(os.fstat(file.fileno()).st_size, 4096)
             file.write((GARBAGE * (size // len(GARBAGE) + 1))[:size])
     yield
     if store.exists() and store.read_bytes().startswith(GARBAGE):
         for path in store_files(store):
-            path.unlink()
+            path.unlink(missing_ok=True)
 
 
 def locked(store: Path) -> contextlib.AbstractContextManager[None]:
