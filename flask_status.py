@@ -2923,7 +2923,7 @@ class _Monitor:
             _scheduler.after(self, app, then.next_run, then.next_at)
         opened = then.opened
         if then.line is not None:
-            opened = self._log(app, then)
+            opened = self._log(app, then, then.line)
         for latch in opened:
             latch.open()
         if then.record is not None:
@@ -2933,10 +2933,15 @@ class _Monitor:
                 [(app, _Notice(self.changes, self.registry, self.settings.url))]
             )
 
-    def _log(self, app: Flask, then: _Then) -> Sequence[_Latch]:
-        """Log the line of ``then``, or have a worker log it; the latches
-        to open: with those that waited for the line counted down."""
-        self._soon(app, then, functools.partial(then.line.emit, app))  # type: ignore[union-attr]
+    def _log(self, app: Flask, then: _Then, line: _Line) -> Sequence[_Latch]:
+        """Log ``line``, or, after a transition a request's thread or the
+        scheduler's carries out (``log_later``), have a worker log it, as a
+        response never waits for a log handler; the latches to open: with
+        those that waited for the line counted down."""
+        if then.log_later:
+            _pool.submit([(app, _Call(functools.partial(line.emit, app)))])
+        else:
+            line.emit(app)
         if not then.after_line:
             return then.opened
         with self.lock:
@@ -2955,15 +2960,6 @@ class _Monitor:
             _scheduler.flush(store, app)
         else:
             _pool.submit([(app, _Call(functools.partial(store.flush, app)))])
-
-    def _soon(self, app: Flask, then: _Then, call: Callable[[], None]) -> None:
-        """Make ``call`` now, or, after a transition a request's thread or the
-        scheduler's carries out (``log_later``), on a worker: a response
-        never waits for a log handler or the store's lock."""
-        if then.log_later:
-            _pool.submit([(app, _Call(call))])
-        else:
-            call()
 
     # What a request reads besides runs.
 
@@ -3583,8 +3579,8 @@ class _Shared:
             if status not in ("OK", "WARN", "FAIL"):
                 raise _Malformed(f"a check's status is {status!r}")
             made = _stored_health(health, reason)
-            fields = (ok, value, reason, at, duration, status, since, failures, made)
-            outcome = tuple.__new__(_Outcome, (bool(ok), *fields[1:]))
+            fields = (bool(ok), value, reason, at, duration, status, since, failures)
+            outcome = tuple.__new__(_Outcome, (*fields, made))
         return cls(owner, token, deadline or 0.0, seq, outcome, passes or 0)
 
 
@@ -3669,8 +3665,8 @@ class _Store:
     """The shared store at ``path``, as one process uses it: a connection
     of its own (opened again in the child of a fork), and whether the store
     failed. Every method returns None, or does nothing, while it is failed;
-    the first that fails says so once, and one use each ``_STORE_RETRY``
-    seconds tries it again.
+    the first that fails says so once, and the scheduler tries it again
+    every ``_STORE_RETRY`` seconds (see _fail).
 
     A connection is used by one thread at a time, under ``lock``; the
     writes are short transactions, each bounded by ``_STORE_WAIT``.
